@@ -32,6 +32,8 @@ package_data = dict()
 pkg_data = cfg.get('package_data', None)
 if pkg_data:
     package_data[cfg['lib_name']] =  pkg_data.split() # split as multiple files might be listed
+# The tables in data/ (sample-data registry, label tables, behaviour map) ship inside the wheel as mousebehav/tables/
+package_data['mousebehav.tables'] = ['*.csv', 'labels/*.csv']
 # Add package data to setup_cfg for setuptools.setup(..., **setup_cfg)
 setup_cfg['package_data'] = package_data
 
@@ -44,7 +46,8 @@ setuptools.setup(
         'Natural Language :: ' + cfg['language'].title(),
     ] + ['Programming Language :: Python :: '+o for o in py_versions[py_versions.index(min_python):]] + (['License :: ' + lic[1] ] if lic[1] else []),
     url = cfg['git_url'],
-    packages = setuptools.find_packages(),
+    packages = setuptools.find_packages(include=['mousebehav', 'mousebehav.*']) + ['mousebehav.tables'],
+    package_dir = {'mousebehav.tables': 'data'},
     include_package_data = True,
     install_requires = requirements,
     extras_require={ 'dev': dev_requirements },
