@@ -1,0 +1,113 @@
+"""Command-line contract of mousebehav.evaluate: bench classify (reduced), predict, evaluate; metrics and CV."""
+import json, os, subprocess, sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+DATA = Path(__file__).resolve().parents[1].parent/'shared'/'data'
+if 'MOUSEBEHAV_DATA_DIR' not in os.environ and DATA.exists(): os.environ['MOUSEBEHAV_DATA_DIR'] = str(DATA)
+
+from mousebehav.evaluate import metrics, cross_validate, baseline_logreg, bouts, stabilise
+from mousebehav.cli import main
+
+REQUIRED = ['accuracy', 'macro_f1', 'per_class', 'confusion', 'classes', 'n_sequences', 'folds', 'baselines']
+
+
+def test_metrics_match_sklearn():
+    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support, confusion_matrix
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        yt, yp = rng.integers(0, 5, 60), rng.integers(0, 5, 60)
+        m = metrics(yt, yp, list('abcde'))
+        assert m['accuracy'] == pytest.approx(accuracy_score(yt, yp))
+        assert m['macro_f1'] == pytest.approx(f1_score(yt, yp, average='macro', labels=sorted(set(yt))))
+        p, r, f, s = precision_recall_fscore_support(yt, yp, labels=range(5), zero_division=0)
+        assert [m['per_class'][c]['recall'] for c in 'abcde'] == pytest.approx(r.tolist())
+        assert [m['per_class'][c]['precision'] for c in 'abcde'] == pytest.approx(p.tolist())
+        assert m['confusion'] == confusion_matrix(yt, yp, labels=range(5)).tolist()
+
+
+def test_cv_folds_are_disjoint():
+    from mousebehav.sequences import synthetic_set
+    ss = synthetic_set(30, length=8, dim=6, n_classes=3, n_folds=5, seed=2)
+    fit, pred = baseline_logreg(); calls = []
+    def fit_fn(train): calls.append([s.video for s in train.sequences]); return fit(train)
+    def pred_fn(model, test):
+        assert not set(calls[-1]) & {s.video for s in test.sequences}
+        assert len({s.fold for s in test.sequences}) == 1
+        return pred(model, test)
+    res = cross_validate(ss, fit_fn, pred_fn)
+    assert [f['fold'] for f in res['folds']] == [0, 1, 2, 3, 4] and len(calls) == 5
+    assert sum(f['n_test'] for f in res['folds']) == 30 == res['n_sequences']
+    assert all(f['n_train'] + f['n_test'] == 30 for f in res['folds'])
+
+
+def test_stabilise_and_bouts():
+    p = np.tile([0.9, 0.1], (30, 1)); p[10] = [0.2, 0.8]; p[20:] = [0.1, 0.9]
+    lab = stabilise(p, 0.6, 3)
+    assert lab[:22].tolist() == [0] * 22 and lab[22:].tolist() == [1] * 8
+    b = bouts(np.array(['a', 'b'])[p.argmax(1)], p, fps=10, classes=['a', 'b'])
+    assert b.start_frame.tolist() == [0, 10, 11, 20] and b.end_frame.tolist() == [10, 11, 20, 30]
+    assert b.duration.sum() == pytest.approx(3.0)
+
+
+@pytest.fixture(scope='module')
+def bench_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp('bench')
+    rc = main(['bench', 'classify', '--dataset', 'bsoid-clips', '--classes', 'coarse', '--out', str(out/'run'),
+               '--epochs', '5', '--limit', '10', '--save-model', str(out/'model.pt'), '--quiet'])
+    assert rc == 0
+    return out
+
+
+def test_bench_classify_reduced(bench_run):
+    m = json.loads((bench_run/'run'/'metrics.json').read_text())
+    for k in REQUIRED: assert k in m, k
+    for b in ['logreg', 'paper']:
+        for k in ['accuracy', 'macro_f1', 'per_class', 'confusion', 'folds']: assert k in m['baselines'][b]
+    assert m['n_sequences'] == 10 and len(m['folds']) == 5
+    assert [f['fold'] for f in m['folds']] == [f['fold'] for f in m['baselines']['logreg']['folds']]
+    C = len(m['classes']); assert np.array(m['confusion']).shape == (C, C) and np.sum(m['confusion']) == 10
+    assert 0 <= m['accuracy'] <= 1 and (bench_run/'run'/'confusion.png').stat().st_size > 1000
+    assert not list((bench_run/'run').glob('.*partial*'))
+
+
+def test_predict_csvs(bench_run, tmp_path):
+    from mousebehav.data import fetch_file
+    from mousebehav.video import probe
+    video = fetch_file('bsoid-clips', 'group2_example_1.avi'); n = probe(video).frame_count
+    out = tmp_path/'eth.csv'
+    rc = main(['predict', str(bench_run/'model.pt'), str(video), '--out', str(out),
+               '--features-dir', str(bench_run/'run'/'features'), '--threshold', '0.5', '--min-frames', '2'])
+    assert rc == 0
+    e = pd.read_csv(out); b = pd.read_csv(tmp_path/'eth_bouts.csv')
+    m = json.loads((bench_run/'run'/'metrics.json').read_text())
+    assert list(e.columns) == ['frame', 'time_s', 'label', *[f'p_{c}' for c in m['classes']]]
+    assert e.frame.tolist() == list(range(n))
+    assert np.allclose(e.filter(like='p_').sum(axis=1), 1, atol=1e-3)
+    assert set(e.label) <= set(m['classes'])
+    assert list(b.columns)[:5] == ['behavior', 'start', 'end', 'duration', 'mean_probability']
+    assert b.start_frame.iloc[0] == 0 and b.end_frame.iloc[-1] == n
+    assert (b.start_frame.values[1:] == b.end_frame.values[:-1]).all()
+    assert b.duration.sum() == pytest.approx(n / probe(video).fps, rel=1e-3)
+
+
+def test_predict_refuses_bad_crop(bench_run, tmp_path, capsys):
+    from mousebehav.data import fetch_file
+    video = fetch_file('bsoid-clips', 'group2_example_1.avi')
+    rc = main(['predict', str(bench_run/'model.pt'), str(video), '--out', str(tmp_path/'x.csv'), '--crop', '0,0,5000,10'])
+    assert rc == 2 and not (tmp_path/'x.csv').exists()
+    assert 'group2_example_1.avi' in capsys.readouterr().err
+
+
+def test_evaluate_cli(bench_run, tmp_path):
+    from mousebehav.data import fetch
+    stores = sorted((bench_run/'run'/'features').rglob('*.h5'))
+    assert stores
+    rc = main(['evaluate', str(bench_run/'model.pt'), *map(str, stores),
+               '--labels', str(fetch('bsoid-clips')/'labels.csv'), '--out', str(tmp_path/'ev')])
+    assert rc == 0
+    m = json.loads((tmp_path/'ev'/'metrics.json').read_text())
+    assert m['n_sequences'] == len(stores) and 0 <= m['accuracy'] <= 1
