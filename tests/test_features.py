@@ -64,3 +64,14 @@ def test_extract_console_script(clip, tmp_path):
     with h5py.File(features_path(tmp_path, clip), 'r') as f:
         assert f['features'].shape == (16, 1280) and f.attrs['complete']
         assert json.loads(f.attrs['segmentation_params']) == {}
+
+
+def test_extract_cli_panels_of_one_video(tmp_path):
+    v = fetch_file('bsoid-panels', 'orient_R_hstacked.mp4')  # 24 frames, three 450x360 panels
+    rc = main(['extract', f'{v}@0,0,450,360', f'{v}@900,0,1350,360', '--out', str(tmp_path), '--quiet',
+               '--stride', '4', '--segmentation', 'none'])
+    assert rc == 0
+    a = load_features(features_path(tmp_path, v, '0,0,450,360'))
+    b = load_features(features_path(tmp_path, v, '900,0,1350,360'))
+    assert a.features.shape == b.features.shape == (6, 1280) and a.fps == 15.0
+    assert a.attrs['crop'] == '0,0,450,360' and not np.array_equal(a.features, b.features)
