@@ -1,0 +1,78 @@
+"CLI contract of `mousebehav segment` and `mousebehav bench segment` (small real data, fast)."
+import json, os, subprocess, sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from mousebehav.cli import main
+from mousebehav.data import fetch_file, data_dir, DATA_ENV
+
+if data_dir() is None and (Path(__file__).parent / '../../shared/data').exists():
+    os.environ[DATA_ENV] = str((Path(__file__).parent / '../../shared/data').resolve())
+
+OF = fetch_file('dlc-openfield', 'm3v1mp4.mp4')
+PANEL = fetch_file('bsoid-panels', 'locomote_hstacked.mp4')
+
+
+def run(*args):
+    return subprocess.run(['mousebehav', *map(str, args)], capture_output=True, text=True)
+
+
+def test_segment_writes_the_documented_hdf5(tmp_path):
+    out = tmp_path / 'of.h5'
+    r = run('segment', OF, '--out', out, '--max-frames', 30, '--store-mask', '--quiet')
+    assert r.returncode == 0, r.stderr
+    with h5py.File(out) as f:
+        assert {'bbox', 'area', 'centroid', 'frame_index', 'mask'} <= set(f)
+        T = 30
+        assert f['bbox'].shape == (T, 4) and f['bbox'].dtype == np.int32
+        assert f['area'].shape == (T,) and f['centroid'].shape == (T, 2)
+        assert f['frame_index'][:].tolist() == list(range(T))
+        assert f['mask'].shape == (T, 480, 640) and f['mask'].dtype == bool
+        bb, area, mask = f['bbox'][:], f['area'][:], f['mask'][:]
+        assert f.attrs['method'] == 'imbs'
+        params = json.loads(f.attrs['params'])
+        assert params['method'] == 'imbs' and params['params']['n_samples'] == 10
+    found = bb[:, 0] >= 0
+    assert found.all()                                       # primed model: the mouse from frame 0
+    assert ((bb[:, 2] > bb[:, 0]) & (bb[:, 3] > bb[:, 1])).all() and (bb[:, 2] <= 640).all() and (bb[:, 3] <= 480).all()
+    assert (area == mask.sum((1, 2))).all()
+    assert not list(tmp_path.glob('.*partial*'))
+
+
+def test_segment_crop_method_and_no_mask(tmp_path):
+    out = tmp_path / 'p.h5'
+    r = run('segment', PANEL, '--out', out, '--crop', '450,0,900,360', '--method', 'mog2', '--max-frames', 20, '--quiet')
+    assert r.returncode == 0, r.stderr
+    with h5py.File(out) as f:
+        assert 'mask' not in f and f.attrs['method'] == 'mog2' and f.attrs['crop'] == '450,0,900,360'
+        bb = f['bbox'][:]
+    ok = bb[:, 0] >= 0
+    assert (bb[~ok] == -1).all()                                # no mouse: a row of -1
+    assert (bb[ok, 2] <= 450).all() and (bb[ok, 3] <= 360).all()  # coordinates inside the crop
+
+
+def test_crop_outside_the_frame_is_a_clear_error(tmp_path):
+    out = tmp_path / 'x.h5'
+    r = run('segment', OF, '--out', out, '--crop', '0,0,700,100')
+    assert r.returncode == 2
+    assert 'outside the 640x480 frame' in r.stderr and 'Traceback' not in r.stderr
+    assert not out.exists()
+    assert main(['segment', str(OF), '--out', str(out), '--method', 'imbs', '--params', '{"fg_treshold": 1}', '--quiet']) == 2
+    assert main(['segment', str(tmp_path / 'missing.mp4'), '--out', str(out)]) == 2
+
+
+def test_bench_segment_json_format(tmp_path):
+    out = tmp_path / 'b.json'
+    r = run('bench', 'segment', '--json', out, '--size', '160x120', '--frames', 30, '--methods', 'imbs,mog2')
+    assert r.returncode == 0, r.stderr
+    d = json.loads(out.read_text())
+    assert set(d) >= {'results', 'agreement_with_reference'}
+    assert [x['method'] for x in d['results']] == ['imbs', 'mog2']
+    for x in d['results']:
+        assert (x['width'], x['height'], x['frames']) == (160, 120, 30)
+        assert x['fps'] > 0 and np.isfinite(x['peak_mb']) and 0 <= x['iou'] <= 1
+    assert 'pybgs' in r.stdout or any(x['method'] == 'imbs_reference' for x in d['results'])
+    assert run('bench', 'segment', '--size', '12x5').returncode == 2
