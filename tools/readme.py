@@ -18,7 +18,7 @@ def render() -> str:
     for c in nb.cells:
         lines = c.source.splitlines()
         if c.cell_type == 'code':
-            if any(re.match(r'#\|\s*(hide|exec_doc)\b', l) for l in lines) or any(l.startswith('#| default_exp') for l in lines): continue
+            if any(re.match(r'#\|\s*(hide\b|exec_doc\b|echo:\s*false|default_exp)', l) for l in lines): continue
             c.source = '\n'.join(l for l in lines if not l.startswith('#|')).strip()
             c.outputs = [o for o in c.get('outputs', []) if o.get('output_type') in ('stream', 'execute_result')
                          and ('text' in o or 'text/plain' in o.get('data', {}))]
