@@ -4,7 +4,6 @@
 
 # %% ../nbs/03b_synthetic.ipynb #a899ac38
 from __future__ import annotations
-from dataclasses import dataclass
 
 # %% auto #0
 __all__ = ['SyntheticMouse']
