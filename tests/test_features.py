@@ -75,3 +75,20 @@ def test_extract_cli_panels_of_one_video(tmp_path):
     b = load_features(features_path(tmp_path, v, '900,0,1350,360'))
     assert a.features.shape == b.features.shape == (6, 1280) and a.fps == 15.0
     assert a.attrs['crop'] == '0,0,450,360' and not np.array_equal(a.features, b.features)
+
+
+def test_dask_local_cluster_equals_serial(tmp_path):
+    from dask.distributed import Client, LocalCluster
+    from mousebehav.features import extract_many
+    v = str(fetch_file('bsoid-panels', 'orient_R_hstacked.mp4'))
+    items = [(v, '0,0,450,360'), (v, '450,0,900,360')]
+    kw = dict(stride=4, batch_size=4, progress=False)
+    ser = extract_many(items, tmp_path/'serial', **kw)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cl, Client(cl) as c:
+        dsk = extract_many(items, tmp_path/'dask', client=c, **kw)
+    assert [p.name for p in ser] == [p.name for p in dsk]
+    for a, b in zip(ser, dsk):
+        with h5py.File(a, 'r') as fa, h5py.File(b, 'r') as fb:
+            assert sorted(fa) == sorted(fb)
+            for k in fa: np.testing.assert_array_equal(fa[k][:], fb[k][:])
+            assert fa.attrs['segmentation_params'] == fb.attrs['segmentation_params']
