@@ -60,7 +60,7 @@ def test_stores_matched_by_video_and_crop(project):
 def test_train_cli_writes_a_usable_model(project, capsys):
     tmp, stores, labels = project
     out = tmp/'model.pt'
-    rc = main(['train', *stores, '--labels', str(labels), '--out', str(out), '--epochs', '12', '--quiet'])
+    rc = main(['train', *stores, '--labels', str(labels), '--out', str(out), '--epochs', '12', '--quiet', '--threads', '1'])
     assert rc == 0, capsys.readouterr().err
     printed = capsys.readouterr().out
     assert '48 sequences' in printed and 'test accuracy' in printed and out.exists()
@@ -100,7 +100,7 @@ def test_train_cli_refuses_mixed_backbones(project, capsys):
 def test_bench_train_small(tmp_path, capsys):
     out = tmp_path/'bench.json'
     rc = main(['bench', 'train', '--frames', '12', '--sequences', '8', '--epochs', '2', '--dim', '32',
-               '--frames-10hz', '6', '--json', str(out)])
+               '--frames-10hz', '6', '--matmul-size', '256', '--threads', '1', '--json', str(out)])
     assert rc == 0
     r = json.loads(out.read_text())['runs']
     assert [x['frames'] for x in r] == [12, 6] and all(x['extrapolated'] and x['ratio'] > 0 for x in r)
