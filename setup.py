@@ -12,7 +12,7 @@ for o in expected: assert o in cfg, "missing expected setting: {}".format(o)
 setup_cfg = {o:cfg[o] for o in cfg_keys}
 
 licenses = {
-    'apache2': ('Apache Software License 2.0','OSI Approved :: Apache Software License'),
+    'apache2': ('Apache-2.0', None),
     'mit': ('MIT License', 'OSI Approved :: MIT License'),
     'gpl2': ('GNU General Public License v2', 'OSI Approved :: GNU General Public License v2 (GPLv2)'),
     'gpl3': ('GNU General Public License v3', 'OSI Approved :: GNU General Public License v3 (GPLv3)'),
@@ -33,7 +33,8 @@ pkg_data = cfg.get('package_data', None)
 if pkg_data:
     package_data[cfg['lib_name']] =  pkg_data.split() # split as multiple files might be listed
 # The tables in data/ (sample-data registry, label tables, behaviour map) ship inside the wheel as mousebehav/tables/
-package_data['mousebehav.tables'] = ['*.csv', 'labels/*.csv']
+package_data['mousebehav.tables'] = ['*.csv']
+package_data['mousebehav.tables.labels'] = ['*.csv']
 # Add package data to setup_cfg for setuptools.setup(..., **setup_cfg)
 setup_cfg['package_data'] = package_data
 
@@ -46,8 +47,8 @@ setuptools.setup(
         'Natural Language :: ' + cfg['language'].title(),
     ] + ['Programming Language :: Python :: '+o for o in py_versions[py_versions.index(min_python):]] + (['License :: ' + lic[1] ] if lic[1] else []),
     url = cfg['git_url'],
-    packages = setuptools.find_packages(include=['mousebehav', 'mousebehav.*']) + ['mousebehav.tables'],
-    package_dir = {'mousebehav.tables': 'data'},
+    packages = setuptools.find_packages(include=['mousebehav', 'mousebehav.*']) + ['mousebehav.tables', 'mousebehav.tables.labels'],
+    package_dir = {'mousebehav.tables': 'data', 'mousebehav.tables.labels': 'data/labels'},
     include_package_data = True,
     install_requires = requirements,
     extras_require={ 'dev': dev_requirements },
