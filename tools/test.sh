@@ -6,6 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -d .venv ] && export PATH="$PWD/.venv/bin:$PATH"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MPLBACKEND=Agg PYTHONWARNINGS=ignore
+# notebooks run with their own folder as working directory: make the data folder absolute
+if [ -n "${MOUSEBEHAV_DATA_DIR:-}" ]; then
+  [ -d "$MOUSEBEHAV_DATA_DIR" ] || { echo "MOUSEBEHAV_DATA_DIR=$MOUSEBEHAV_DATA_DIR is not a folder"; exit 2; }
+  export MOUSEBEHAV_DATA_DIR="$(cd "$MOUSEBEHAV_DATA_DIR" && pwd)"
+fi
 t0=$(date +%s)
 step() { echo; echo "== $* ($(( $(date +%s) - t0 )) s)"; }
 
