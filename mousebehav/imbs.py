@@ -38,7 +38,7 @@ class IMBSError(ValueError):
 # %% ../nbs/03a_imbs.ipynb #4bd8c927
 @njit(cache=True, inline='always')
 def _hsv(b, g, r):
-    "Full-range HSV (0-255 each) of one BGR colour (docs/imbs.md eq. 14); grey has hue 0."
+    "Full-range HSV (0-255 each) of one BGR colour (as in the reference implementation); grey has hue 0."
     mx = max(r, g, b); mn = min(r, g, b); d = mx - mn
     v = math.floor(float(mx) + 0.5)
     if mx == 0: return 0, 0, v

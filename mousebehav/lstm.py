@@ -448,7 +448,7 @@ def _cmd_bench_train(args) -> int:
 
 def add_bench(subparsers):
     "Add `mousebehav bench train`."
-    p = subparsers.add_parser('train', help='training speed of the paper preset on synthetic features (benchmarks.md)',
+    p = subparsers.add_parser('train', help='training speed of the paper preset on synthetic features',
                               description='Times LSTM training on synthetic features (270 × 530 × 4096, 4 classes, '
                               'hidden 256, batch 16, ADADELTA, 2 threads) and compares with the FLOP-bound time.')
     p.add_argument('--json', metavar='OUT', help='write the figures as JSON')

@@ -467,7 +467,7 @@ def bench_segment(sizes=((640, 480), (1920, 1080)), frames: int = 300, methods=N
     except ImportError: have_ref = False
     methods = list(methods or (list(METHODS) + (['imbs_reference'] if have_ref else [])))
     if verbose and not have_ref: print("pybgs is not installed: the reference IMBS (imbs_reference) is not run; "
-                                       "compare with the figures measured in docs/imbs.md instead.")
+                                       "compare with its published speed (3.2 fps, +682 MiB at 1920×1080, 1 thread).")
     rows = []
     for (w, h) in sizes:
         for m in methods:
