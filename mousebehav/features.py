@@ -330,10 +330,7 @@ def _seg_source(segmentation, info: VideoInfo, crop, stride: int, prime: bool = 
     from mousebehav import segment as S
     if isinstance(segmentation, str) and segmentation in S.METHODS:
         seg = S.Segmenter(segmentation, None, fps=(info.fps or 30.0) / stride)
-        if prime and hasattr(seg, 'prime') and info.frame_count >= 2:
-            n = int(seg.config()['params'].get('n_samples', 10)) if segmentation == 'imbs' else 10
-            last = min(info.frame_count, int(S.PRIME_WINDOW_S * (info.fps or 30.0))) - 1
-            seg.prime([read_frame(info.path, int(i), crop) for i in np.unique(np.linspace(0, last, n).round().astype(int))])
+        if prime: seg.prime_from_video(info.path, crop)
         def fn(i, f):
             r = seg.update(f)
             return (r.bbox, r.mask, True) if r.bbox[0] >= 0 else (None, None, False)
@@ -372,6 +369,9 @@ def _producer(batches: Iterable[FrameBatch], segfn, size: int, fill: int, start_
         while not stop.is_set():
             try: q.put(x, timeout=0.2); return
             except queue.Full: pass
+    def item(buf):
+        return _Item(np.array([x[0] for x in buf], np.int64), np.stack([x[1] for x in buf]),
+                     np.stack([x[2] for x in buf]).astype(np.int32), np.array([x[3] for x in buf], bool))
     try:
         prev = None; row = 0; buf = []
         for b in batches:
@@ -385,14 +385,9 @@ def _producer(batches: Iterable[FrameBatch], segfn, size: int, fill: int, start_
                     else: box, mask = (prev if prev is not None else np.array([0, 0, w, h], np.int32)), None
                     img = prepare_crop(f, mask, box, size, fill)
                     buf.append((int(i), img, box, found))
-                    if len(buf) == batch_size:
-                        put(_Item(np.array([x[0] for x in buf], np.int64), np.stack([x[1] for x in buf]),
-                                  np.stack([x[2] for x in buf]).astype(np.int32), np.array([x[3] for x in buf], bool)))
-                        buf = []
+                    if len(buf) == batch_size: put(item(buf)); buf = []
                 row += 1
-        if buf:
-            put(_Item(np.array([x[0] for x in buf], np.int64), np.stack([x[1] for x in buf]),
-                      np.stack([x[2] for x in buf]).astype(np.int32), np.array([x[3] for x in buf], bool)))
+        if buf: put(item(buf))
     except BaseException as e:
         put(e)
     finally:

@@ -161,6 +161,17 @@ class Segmenter:
         self.primed = True
         return self
 
+    def prime_from_video(self, path, crop=None, stop: int|None = None) -> Segmenter:
+        """`prime` with frames spread evenly over `path` (cropped to `crop`): frames 0 … `stop` (default: the whole
+        video), at most its first `PRIME_WINDOW_S` seconds, as many frames as the model takes samples (10 for MOG2/KNN).
+        Videos of fewer than 2 frames are left unprimed."""
+        info = probe(path, check_frames=False)
+        total = info.frame_count if stop is None else min(int(stop), info.frame_count)
+        if total < 2: return self
+        n = self.model.m.N if self.method == 'imbs' else 10
+        last = min(total, int(PRIME_WINDOW_S * (info.fps if info.fps > 0 else 30.0))) - 1
+        return self.prime([read_frame(path, int(i), crop) for i in np.unique(np.linspace(0, last, n).round().astype(int))])
+
     def labels(self, frame: np.ndarray) -> np.ndarray:
         "The model's raw labels for `frame` at model resolution (for pictures; IMBS does not learn from it, MOG2/KNN do)."
         if self.shape is None: self._init(frame)
@@ -318,10 +329,7 @@ def segment_video(path, method: str = 'imbs', crop=None, max_frames: int|None = 
     fps = info.fps if info.fps > 0 else 30.0
     seg = Segmenter(method, params, fps=fps, margin=margin)
     total = info.frame_count if max_frames is None else min(int(max_frames), info.frame_count)
-    if prime and total >= 2:
-        n = seg.model.m.N if method == 'imbs' else 10
-        last = min(total, int(PRIME_WINDOW_S * fps)) - 1
-        seg.prime([read_frame(path, int(i), c) for i in np.unique(np.linspace(0, last, n).round().astype(int))])
+    if prime: seg.prime_from_video(path, c, total)
     idx, bbs, ars, cts, mks = [], [], [], [], []
     bar = None
     if progress:
