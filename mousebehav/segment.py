@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['METHODS', 'USER_ERRORS', 'SEG_DEFAULTS', 'PRIME_WINDOW_S', 'SegmentError', 'FrameSeg', 'Segmenter', 'masked_crop',
-           'Segmentation', 'segment_video', 'save_segmentation', 'load_segmentation', 'add_cli', 'segmentation_browser',
-           'bench_segment', 'add_bench']
+__all__ = ['METHODS', 'USER_ERRORS', 'SEG_DEFAULTS', 'PRIME_WINDOW_S', 'SegmentError', 'FrameSeg', 'look_channel', 'look_blobs',
+           'Segmenter', 'masked_crop', 'Segmentation', 'segment_video', 'save_segmentation', 'load_segmentation',
+           'add_cli', 'segmentation_browser', 'bench_segment', 'add_bench']
 
 # %% ../nbs/03_segment.ipynb #633ffc21
 import cv2
@@ -91,11 +91,32 @@ SEG_DEFAULTS = dict(
     motion_min=0.02,    # fraction of a blob's pixels that must move for the blob to count as moving
     size_gate=2.0,      # once tracked, a blob larger than this × the mouse's usual area is not taken (the track is held)
     hold_shrink=0.5,    # without motion, a tracked mouse shrinking below this fraction of its usual area is held
-    grow=True,          # grow the mask into connected pixels as dark (or bright) as the mouse itself, near the mouse
-    grow_tol=12,        # grey levels beyond the mouse's own 90th percentile that still count as mouse
-    grow_contrast=25,   # grow only when the mouse differs this much (median grey) from its surroundings
+    look='dark',        # how the mouse looks against the floor: 'dark' (black or brown fur on a light floor), 'bright', or None (motion only)
+    look_contrast=40,   # grey levels (in `look_channel`) by which the mouse is darker than the floor and than its surroundings
     freeze_px=2,        # the tracked mask, dilated by this (model pixels), is excluded from background learning
 )
+
+def look_channel(x: np.ndarray, look: str = 'dark') -> np.ndarray:
+    """One uint8 channel of a BGR image in which the mouse is dark. `'dark'`: 2·min − max of the colour channels, so black fur
+    *and* brown (agouti) fur come out dark while grey walls and floor stay light; `'bright'` (a white mouse on a dark floor):
+    255 − max."""
+    x = x.astype(np.int16)
+    if look == 'dark': c = 2 * x.min(axis=2) - x.max(axis=2)
+    elif look == 'bright': c = 255 - x.max(axis=2)
+    else: raise SegmentError(f"look must be 'dark', 'bright' or None (got {look!r})")
+    return np.clip(c, 0, 255).astype(np.uint8)
+
+def look_blobs(c: np.ndarray, size: int, contrast: float = 40, open_px: int = 1):
+    """Blobs that look like a mouse in `look_channel` image `c`: darker than their surroundings within a `size`-pixel square
+    (a black top-hat) *and* darker than the floor (the image's median) by at least `contrast`. Returns `cv2.connectedComponentsWithStats`'
+    (n, labels, stats, centroids) and the mean of `c` per blob."""
+    se = cv2.getStructuringElement(cv2.MORPH_RECT, (int(size) | 1,) * 2)   # a square: separable, so fast at any size
+    th = cv2.morphologyEx(c, cv2.MORPH_BLACKHAT, se)
+    fg = ((th >= contrast) & (c <= np.median(c) - contrast)).view(np.uint8)
+    if open_px: fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * open_px + 1,) * 2))
+    n, cc, st, cent = cv2.connectedComponentsWithStats(fg, connectivity=8, ltype=cv2.CV_32S)
+    mean = np.bincount(cc.ravel(), weights=c.ravel(), minlength=n) / np.maximum(st[:, cv2.CC_STAT_AREA], 1)
+    return n, cc, st, cent, mean
 
 def _auto_scale(w: int, h: int) -> int:
     "Model-resolution divisor: the longer side becomes about 360 px."
@@ -114,6 +135,8 @@ class Segmenter:
         self.model = _IMBSModel(params, self.fps) if method == 'imbs' else _CVModel(method, params, self.fps)
         self.shape = None; self.n = 0
         self.prev = None; self.pbox = None; self.prev_gray = None; self.track_area = 0.0; self.n_track = 0; self.stale = 0; self.held = False; self.primed = False
+        self.x = None
+        if self.post['look'] not in ('dark', 'bright', None): raise SegmentError(f"look must be 'dark', 'bright' or None (got {self.post['look']!r})")
 
     @property
     def ready(self) -> bool:
@@ -140,6 +163,7 @@ class Segmenter:
         elif frame.shape[:2] != self.shape: raise SegmentError(f"frame size changed from {self.shape} to {frame.shape[:2]}")
         x = cv2.resize(frame, self.small, interpolation=cv2.INTER_AREA) if self.k > 1 else np.ascontiguousarray(frame)
         gray = cv2.cvtColor(x, cv2.COLOR_BGR2GRAY)
+        self.x = x
         self.n += 1
         was = self.model.ready
         lab = self.model.classify(x)
@@ -229,6 +253,8 @@ class Segmenter:
             else: m = self.prev; self.held = True; self.stale += 1   # vanished, nothing moves: hold
         if m is None:
             cand = moving & plausible
+            if not cand.any() and self.prev is None and p['look']:
+                return self._acquire_by_look(hs, ws)   # nothing has moved yet: the mouse-looking blob, if any
             if not cand.any() and self.primed and self.prev is None:
                 cand = plausible   # primed model: a mouse that sits still from the first frame is found too
             if not cand.any(): return None
@@ -238,7 +264,11 @@ class Segmenter:
                 i = int(np.argmin(np.where(cand, np.hypot(*(cent - c0).T), np.inf)))
             m = (cc == i).view(np.uint8); self.stale = 0; self.held = False
             if not ma: self.track_area = float(areas[i]); self.n_track = 1
-        if p['grow']: m = self._grow(m, gray)
+        if p['look']: m = self._outline(m)
+        return self._finish(m)
+
+    def _finish(self, m):
+        "Fill the holes of mask `m` (model resolution) and make it the track's last mask."
         bx, by, bw, bh = cv2.boundingRect(m)
         if bw and bh:  # fill the holes of the mouse (not larger than half the mouse)
             crop = m[by:by + bh, bx:bx + bw]
@@ -250,25 +280,56 @@ class Segmenter:
         self.prev, self.pbox = m, (bx, by, bx + bw, by + bh)
         return m
 
-    def _grow(self, m, gray):
-        """Add the pixels connected to the mouse that look like the mouse (as dark as it, or as bright), within a radius of
-        half its size: the parts of a resting mouse that the background model cannot see (they never moved) are recovered."""
+    def _look_size(self, hs, ws) -> int:
+        "Top-hat size: 2.5 × the mouse's length scale √area, at least 12 % and at most 30 % of the frame's shorter side."
+        return int(max(9, 0.12 * min(hs, ws), min(2.5 * np.sqrt(self.track_area), 0.3 * min(hs, ws))))
+
+    def _acquire_by_look(self, hs, ws):
+        """The first mouse when nothing moves: the darkest mouse-looking blob (`look_blobs`) of plausible size that is not
+        a long strip (a wall or the arena's rim), preferring blobs that do not touch the frame's edge (a stand, a cable, a
+        person outside the arena); None when there is none."""
+        p = self.post
+        n, cc, st, cent, mean = look_blobs(look_channel(self.x, p['look']), self._look_size(hs, ws), p['look_contrast'], p['open_px'])
+        areas = st[:, cv2.CC_STAT_AREA]
+        best, bi = (2, np.inf), -1
+        for i in range(1, n):
+            if not (p['min_blob'] * hs * ws <= areas[i] <= p['max_blob'] * hs * ws): continue
+            cnt = cv2.findContours((cc == i).view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)[0]
+            (_, _), (rw, rh), _ = cv2.minAreaRect(max(cnt, key=cv2.contourArea))
+            if max(rw, rh) > 4 * max(1.0, min(rw, rh)): continue
+            x, y, w, h = st[i, :4]
+            key = (int(x == 0 or y == 0 or x + w == ws or y + h == hs), mean[i])
+            if key < best: best, bi = key, i
+        if bi < 0: return None
+        m = (cc == bi).view(np.uint8)
+        self.stale = 0; self.held = False; self.track_area = float(areas[bi]); self.n_track = 1
+        return self._finish(m)
+
+    def _outline(self, m):
+        """Redraw mask `m` as the mouse-looking blobs (`look_blobs`) that touch it: the shadow and halo of the background
+        model go, and the parts of a resting mouse that the model cannot see (they never moved) come back. A touching blob
+        is taken whole when it is compact and of plausible size, else (the mouse merged with a wall) only within half a
+        mouse of `m`. When the look does not agree with `m` (less than a quarter of its area), `m` is kept."""
         p = self.post; hs, ws = m.shape
         bx, by, bw, bh = cv2.boundingRect(m)
         if bw == 0: return m
         R = int(2 + 0.5 * np.sqrt(max(self.track_area, bw * bh / 2)))
-        x0, y0, x1, y1 = max(0, bx - R), max(0, by - R), min(ws, bx + bw + R), min(hs, by + bh + R)
-        g = gray[y0:y1, x0:x1]; mm = m[y0:y1, x0:x1].astype(bool)
-        if mm.all() or not mm.any(): return m
-        inner, outer = np.median(g[mm]), np.median(g[~mm])
-        if abs(outer - inner) < p['grow_contrast']: return m
-        if inner < outer: like = g <= np.percentile(g[mm], 90) + p['grow_tol']
-        else: like = g >= np.percentile(g[mm], 10) - p['grow_tol']
-        near = cv2.dilate(mm.view(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * R + 1,) * 2)).view(bool)
-        cand = ((like & near) | mm).view(np.uint8)
-        n, cc = cv2.connectedComponents(cand, connectivity=8)
-        keep = np.zeros(n, bool); keep[np.unique(cc[mm])] = True; keep[0] = False
-        out = m.copy(); out[y0:y1, x0:x1] = keep[cc].view(np.uint8)
+        D = self._look_size(hs, ws); P = R + D
+        x0, y0, x1, y1 = max(0, bx - P), max(0, by - P), min(ws, bx + bw + P), min(hs, by + bh + P)
+        n, cc, st, cent, mean = look_blobs(look_channel(self.x[y0:y1, x0:x1], p['look']), D, p['look_contrast'], p['open_px'])
+        if n < 2: return m
+        mm = m[y0:y1, x0:x1]
+        touch = np.zeros(n, bool); touch[np.unique(cc[cv2.dilate(mm, self.kf).view(bool)])] = True; touch[0] = False
+        whole = touch & (st[:, cv2.CC_STAT_AREA] <= p['max_blob'] * hs * ws)
+        for i in np.nonzero(whole)[0]:
+            cnt = cv2.findContours((cc == i).view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)[0]
+            (_, _), (rw, rh), _ = cv2.minAreaRect(max(cnt, key=cv2.contourArea))
+            whole[i] = max(rw, rh) <= 4 * max(1.0, min(rw, rh))
+        near = cv2.dilate(mm, cv2.getStructuringElement(cv2.MORPH_RECT, (2 * R + 1,) * 2)).view(bool)
+        new = whole[cc] | (touch[cc] & near)
+        a = np.count_nonzero(new)
+        if a < 0.25 * cv2.countNonZero(mm): return m
+        out = np.zeros_like(m); out[y0:y1, x0:x1] = new.view(np.uint8)
         return out
 
     def _result(self, m) -> FrameSeg:

@@ -76,3 +76,23 @@ def test_bench_segment_json_format(tmp_path):
         assert x['fps'] > 0 and np.isfinite(x['peak_mb']) and 0 <= x['iou'] <= 1
     assert 'pybgs' in r.stdout or any(x['method'] == 'imbs_reference' for x in d['results'])
     assert run('bench', 'segment', '--size', '12x5').returncode == 2
+
+
+def test_a_mouse_that_never_moves_is_found_in_every_frame():
+    "B-SOiD `inactive` panels: the mouse sleeps through the clip, so only its look can find it."
+    import cv2
+    from mousebehav.segment import segment_video
+    from mousebehav.video import iter_frames
+    v = fetch_file('bsoid-panels', 'inactive_hstacked.mp4')
+    for crop in ('0,0,450,360', '450,0,900,360', '900,0,1350,360'):
+        s = segment_video(v, crop=crop, progress=False)
+        assert (s.bbox[:, 0] >= 0).all(), crop
+        for i, f in iter_frames(v, crop=crop, stride=20):
+            d = (f.min(axis=2) < 70).astype(np.uint8)          # the black mouse, away from the walls
+            d[:20] = d[-20:] = 0; d[:, :20] = d[:, -20:] = 0
+            d = cv2.morphologyEx(d, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
+            n, cc, st, _ = cv2.connectedComponentsWithStats(d)
+            blob = cc == 1 + int(np.argmax(st[1:, cv2.CC_STAT_AREA]))
+            x0, y0, x1, y1 = s.bbox[i]
+            assert blob[y0:y1, x0:x1].sum() > 0.9 * blob.sum(), (crop, i)
+            assert s.area[i] < 4 * blob.sum(), (crop, i)       # the mask is the mouse, not the arena
