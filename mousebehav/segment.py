@@ -97,14 +97,13 @@ SEG_DEFAULTS = dict(
 )
 
 def look_channel(x: np.ndarray, look: str = 'dark') -> np.ndarray:
-    """One uint8 channel of a BGR image in which the mouse is dark. `'dark'`: 2·min − max of the colour channels, so black fur
-    *and* brown (agouti) fur come out dark while grey walls and floor stay light; `'bright'` (a white mouse on a dark floor):
-    255 − max."""
-    x = x.astype(np.int16)
-    if look == 'dark': c = 2 * x.min(axis=2) - x.max(axis=2)
-    elif look == 'bright': c = 255 - x.max(axis=2)
-    else: raise SegmentError(f"look must be 'dark', 'bright' or None (got {look!r})")
-    return np.clip(c, 0, 255).astype(np.uint8)
+    """One uint8 channel of a BGR image in which the mouse is dark. `'dark'`: the darkest colour channel, so black fur *and*
+    brown (agouti) fur (dark in blue) come out dark while grey walls and the floor stay light, except where one channel is
+    bright (coloured light such as a red laser line is not fur): max(min, max − 100); `'bright'` (a white mouse on a dark
+    floor): 255 − the brightest channel."""
+    if look == 'dark': return np.maximum(x.min(axis=2), cv2.subtract(x.max(axis=2), 100))
+    if look == 'bright': return 255 - x.max(axis=2)
+    raise SegmentError(f"look must be 'dark', 'bright' or None (got {look!r})")
 
 def look_blobs(c: np.ndarray, size: int, contrast: float = 40, open_px: int = 1):
     """Blobs that look like a mouse in `look_channel` image `c`: darker than their surroundings within a `size`-pixel square
@@ -253,10 +252,10 @@ class Segmenter:
             else: m = self.prev; self.held = True; self.stale += 1   # vanished, nothing moves: hold
         if m is None:
             cand = moving & plausible
-            if not cand.any() and self.prev is None and p['look']:
-                return self._acquire_by_look(hs, ws)   # nothing has moved yet: the mouse-looking blob, if any
             if not cand.any() and self.primed and self.prev is None:
                 cand = plausible   # primed model: a mouse that sits still from the first frame is found too
+            if not cand.any() and self.prev is None and p['look']:
+                return self._acquire_by_look(hs, ws)   # nothing has moved yet: the mouse-looking blob, if any
             if not cand.any(): return None
             if self.prev is None: i = int(np.argmax(np.where(cand, areas, -1)))   # first time: the largest moving blob
             else:  # lost: the moving mouse-like blob nearest to where the mouse was
@@ -285,24 +284,26 @@ class Segmenter:
         return int(max(9, 0.12 * min(hs, ws), min(2.5 * np.sqrt(self.track_area), 0.3 * min(hs, ws))))
 
     def _acquire_by_look(self, hs, ws):
-        """The first mouse when nothing moves: the darkest mouse-looking blob (`look_blobs`) of plausible size that is not
-        a long strip (a wall or the arena's rim), preferring blobs that do not touch the frame's edge (a stand, a cable, a
-        person outside the arena); None when there is none."""
+        """The first mouse when nothing moves: the most salient mouse-looking blob (`look_blobs`; contrast with the floor ×
+        √area) of plausible size that is not a long strip (a wall or the arena's rim), preferring blobs that do not touch the
+        frame's edge (a stand, a cable, a person outside the arena); None when there is none."""
         p = self.post
-        n, cc, st, cent, mean = look_blobs(look_channel(self.x, p['look']), self._look_size(hs, ws), p['look_contrast'], p['open_px'])
+        c = look_channel(self.x, p['look'])
+        n, cc, st, cent, mean = look_blobs(c, self._look_size(hs, ws), p['look_contrast'], p['open_px'])
         areas = st[:, cv2.CC_STAT_AREA]
-        best, bi = (2, np.inf), -1
+        best, bi = (2, 0.0), -1
+        floor = np.median(c)
         for i in range(1, n):
             if not (p['min_blob'] * hs * ws <= areas[i] <= p['max_blob'] * hs * ws): continue
             cnt = cv2.findContours((cc == i).view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)[0]
             (_, _), (rw, rh), _ = cv2.minAreaRect(max(cnt, key=cv2.contourArea))
             if max(rw, rh) > 4 * max(1.0, min(rw, rh)): continue
             x, y, w, h = st[i, :4]
-            key = (int(x == 0 or y == 0 or x + w == ws or y + h == hs), mean[i])
+            key = (int(x == 0 or y == 0 or x + w == ws or y + h == hs), -(floor - mean[i]) * np.sqrt(areas[i]))
             if key < best: best, bi = key, i
         if bi < 0: return None
         m = (cc == bi).view(np.uint8)
-        self.stale = 0; self.held = False; self.track_area = float(areas[bi]); self.n_track = 1
+        self.stale = 0; self.held = False; self.track_area = 0.0; self.n_track = 0   # provisional: no size gate yet
         return self._finish(m)
 
     def _outline(self, m):
