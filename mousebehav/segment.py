@@ -285,13 +285,14 @@ class Segmenter:
 
     def _acquire_by_look(self, hs, ws):
         """The first mouse when nothing moves: the most salient mouse-looking blob (`look_blobs`; contrast with the floor ×
-        √area) of plausible size that is not a long strip (a wall or the arena's rim), preferring blobs that do not touch the
+        √area) of plausible size that is not a long strip (a wall or the arena's rim), preferring blobs that lie on the floor
+        (their surroundings are as light as the floor: not clutter in a dark corner) and then blobs that do not touch the
         frame's edge (a stand, a cable, a person outside the arena); None when there is none."""
         p = self.post
         c = look_channel(self.x, p['look'])
         n, cc, st, cent, mean = look_blobs(c, self._look_size(hs, ws), p['look_contrast'], p['open_px'])
         areas = st[:, cv2.CC_STAT_AREA]
-        best, bi = (2, 0.0), -1
+        best, bi = (9, 0.0), -1
         floor = np.median(c)
         for i in range(1, n):
             if not (p['min_blob'] * hs * ws <= areas[i] <= p['max_blob'] * hs * ws): continue
@@ -299,7 +300,11 @@ class Segmenter:
             (_, _), (rw, rh), _ = cv2.minAreaRect(max(cnt, key=cv2.contourArea))
             if max(rw, rh) > 4 * max(1.0, min(rw, rh)): continue
             x, y, w, h = st[i, :4]
-            key = (int(x == 0 or y == 0 or x + w == ws or y + h == hs), -(floor - mean[i]) * np.sqrt(areas[i]))
+            r = max(3, int(0.5 * np.sqrt(areas[i])))   # a ring around the blob: is it lying on the floor?
+            X0, Y0, X1, Y1 = max(0, x - r), max(0, y - r), min(ws, x + w + r), min(hs, y + h + r)
+            ring = cv2.dilate((cc[Y0:Y1, X0:X1] == i).view(np.uint8), np.ones((2 * r + 1,) * 2, np.uint8)).view(bool) & (cc[Y0:Y1, X0:X1] != i)
+            on_floor = np.median(c[Y0:Y1, X0:X1][ring]) >= floor - p['look_contrast'] / 2
+            key = (int(x == 0 or y == 0 or x + w == ws or y + h == hs) + 2 * int(not on_floor), -(floor - mean[i]) * np.sqrt(areas[i]))
             if key < best: best, bi = key, i
         if bi < 0: return None
         m = (cc == bi).view(np.uint8)
