@@ -101,9 +101,11 @@ def look_channel(x: np.ndarray, look: str = 'dark') -> np.ndarray:
     brown (agouti) fur (dark in blue) come out dark while grey walls and the floor stay light, except where one channel is
     bright (coloured light such as a red laser line is not fur): max(min, max − 100); `'bright'` (a white mouse on a dark
     floor): 255 − the brightest channel."""
-    if look == 'dark': return np.maximum(x.min(axis=2), cv2.subtract(x.max(axis=2), 100))
-    if look == 'bright': return 255 - x.max(axis=2)
-    raise SegmentError(f"look must be 'dark', 'bright' or None (got {look!r})")
+    if look not in ('dark', 'bright'): raise SegmentError(f"look must be 'dark', 'bright' or None (got {look!r})")
+    b, g, r = cv2.split(np.ascontiguousarray(x))                      # OpenCV: far faster than numpy's min over 3 channels
+    hi = cv2.max(cv2.max(b, g), r)
+    if look == 'bright': return 255 - hi
+    return cv2.max(cv2.min(cv2.min(b, g), r), cv2.subtract(hi, 100))
 
 def look_blobs(c: np.ndarray, size: int, contrast: float = 40, open_px: int = 1):
     """Blobs that look like a mouse in `look_channel` image `c`: darker than their surroundings within a `size`-pixel square
