@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['METHODS', 'USER_ERRORS', 'SEG_DEFAULTS', 'PRIME_WINDOW_S', 'SegmentError', 'FrameSeg', 'look_channel', 'look_blobs',
-           'Segmenter', 'masked_crop', 'Segmentation', 'segment_video', 'save_segmentation', 'load_segmentation',
-           'add_cli', 'segmentation_browser', 'bench_segment', 'add_bench']
+__all__ = ['METHODS', 'USER_ERRORS', 'SEG_DEFAULTS', 'LOOKS', 'PRIME_WINDOW_S', 'SegmentError', 'FrameSeg', 'look_channel',
+           'look_blobs', 'Segmenter', 'masked_crop', 'Segmentation', 'segment_video', 'save_segmentation',
+           'load_segmentation', 'add_cli', 'segmentation_browser', 'bench_segment', 'add_bench']
 
 # %% ../nbs/03_segment.ipynb #633ffc21
 import cv2
@@ -96,12 +96,17 @@ SEG_DEFAULTS = dict(
     freeze_px=2,        # the tracked mask, dilated by this (model pixels), is excluded from background learning
 )
 
+LOOKS = ('dark', 'bright')
+
+def _check_look(look):
+    if look not in LOOKS: raise SegmentError(f"look must be 'dark', 'bright' or None (got {look!r})")
+
 def look_channel(x: np.ndarray, look: str = 'dark') -> np.ndarray:
     """One uint8 channel of a BGR image in which the mouse is dark. `'dark'`: the darkest colour channel, so black fur *and*
     brown (agouti) fur (dark in blue) come out dark while grey walls and the floor stay light, except where one channel is
     bright (coloured light such as a red laser line is not fur): max(min, max − 100); `'bright'` (a white mouse on a dark
     floor): 255 − the brightest channel."""
-    if look not in ('dark', 'bright'): raise SegmentError(f"look must be 'dark', 'bright' or None (got {look!r})")
+    _check_look(look)
     b, g, r = cv2.split(np.ascontiguousarray(x))                      # OpenCV: far faster than numpy's min over 3 channels
     hi = cv2.max(cv2.max(b, g), r)
     if look == 'bright': return 255 - hi
@@ -118,6 +123,12 @@ def look_blobs(c: np.ndarray, size: int, contrast: float = 40, open_px: int = 1)
     n, cc, st, cent = cv2.connectedComponentsWithStats(fg, connectivity=8, ltype=cv2.CV_32S)
     mean = np.bincount(cc.ravel(), weights=c.ravel(), minlength=n) / np.maximum(st[:, cv2.CC_STAT_AREA], 1)
     return n, cc, st, cent, mean
+
+def _compact(blob: np.ndarray) -> bool:
+    "Whether a one-blob uint8 mask is compact (its minimum-area rectangle at most 4:1), not a long strip such as a wall."
+    cnt = cv2.findContours(blob, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)[0]
+    (_, _), (rw, rh), _ = cv2.minAreaRect(max(cnt, key=cv2.contourArea))
+    return max(rw, rh) <= 4 * max(1.0, min(rw, rh))
 
 def _auto_scale(w: int, h: int) -> int:
     "Model-resolution divisor: the longer side becomes about 360 px."
@@ -137,7 +148,7 @@ class Segmenter:
         self.shape = None; self.n = 0
         self.prev = None; self.pbox = None; self.prev_gray = None; self.track_area = 0.0; self.n_track = 0; self.stale = 0; self.held = False; self.primed = False
         self.x = None
-        if self.post['look'] not in ('dark', 'bright', None): raise SegmentError(f"look must be 'dark', 'bright' or None (got {self.post['look']!r})")
+        if self.post['look'] is not None: _check_look(self.post['look'])
 
     @property
     def ready(self) -> bool:
@@ -297,11 +308,9 @@ class Segmenter:
         best, bi = (9, 0.0), -1
         floor = np.median(c)
         for i in range(1, n):
-            if not (p['min_blob'] * hs * ws <= areas[i] <= p['max_blob'] * hs * ws): continue
-            cnt = cv2.findContours((cc == i).view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)[0]
-            (_, _), (rw, rh), _ = cv2.minAreaRect(max(cnt, key=cv2.contourArea))
-            if max(rw, rh) > 4 * max(1.0, min(rw, rh)): continue
             x, y, w, h = st[i, :4]
+            if not (p['min_blob'] * hs * ws <= areas[i] <= p['max_blob'] * hs * ws): continue
+            if not _compact((cc[y:y + h, x:x + w] == i).view(np.uint8)): continue
             r = max(3, int(0.5 * np.sqrt(areas[i])))   # a ring around the blob: is it lying on the floor?
             X0, Y0, X1, Y1 = max(0, x - r), max(0, y - r), min(ws, x + w + r), min(hs, y + h + r)
             ring = cv2.dilate((cc[Y0:Y1, X0:X1] == i).view(np.uint8), np.ones((2 * r + 1,) * 2, np.uint8)).view(bool) & (cc[Y0:Y1, X0:X1] != i)
@@ -330,9 +339,8 @@ class Segmenter:
         touch = np.zeros(n, bool); touch[np.unique(cc[cv2.dilate(mm, self.kf).view(bool)])] = True; touch[0] = False
         whole = touch & (st[:, cv2.CC_STAT_AREA] <= p['max_blob'] * hs * ws)
         for i in np.nonzero(whole)[0]:
-            cnt = cv2.findContours((cc == i).view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)[0]
-            (_, _), (rw, rh), _ = cv2.minAreaRect(max(cnt, key=cv2.contourArea))
-            whole[i] = max(rw, rh) <= 4 * max(1.0, min(rw, rh))
+            x, y, w, h = st[i, :4]
+            whole[i] = _compact((cc[y:y + h, x:x + w] == i).view(np.uint8))
         near = cv2.dilate(mm, cv2.getStructuringElement(cv2.MORPH_RECT, (2 * R + 1,) * 2)).view(bool)
         new = whole[cc] | (touch[cc] & near)
         a = np.count_nonzero(new)
