@@ -54,7 +54,7 @@ def _add_builtin(sub):
 class UserError(RuntimeError):
     "An error caused by the command's input: printed as one line, exit code 2."
 
-STAGES = ['segment', 'features', 'sequences', 'lstm', 'evaluate', 'sync', 'multiview', 'demo']
+STAGES = ['segment', 'features', 'posture', 'sequences', 'lstm', 'evaluate', 'sync', 'multiview', 'demo']
 
 def _stage_modules():
     for name in STAGES:

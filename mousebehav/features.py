@@ -484,7 +484,13 @@ def extract(video, out, backbone='efficientnet_lite0', segmentation='imbs', crop
     `out`: a folder (file named by `features_path`) or a `.h5` path. `backbone`: a name or a loaded `Backbone`.
     `segmentation`: 'imbs' | 'mog2' | 'knn' (run live), a `Segmentation`, a segmentation .h5 path, or None (whole frame).
     A finished store with the same settings is returned as is; an unfinished one is resumed; one made with
-    other settings is refused. `max_frames` stops after about that many new rows (the store stays unfinished)."""
+    other settings is refused. `max_frames` stops after about that many new rows (the store stays unfinished).
+    `backbone='posture'` writes posture and motion descriptors instead (`mousebehav.posture.extract_posture`)."""
+    if backbone == 'posture':
+        from mousebehav.posture import extract_posture
+        if segmentation is None: raise FeatureError("posture descriptors need a segmentation (imbs, mog2, knn or a file)")
+        return extract_posture(video, out, crop=crop, stride=stride, segmentation=segmentation, progress=progress,
+                               max_frames=max_frames, overwrite=overwrite)
     if batch_size < 1 or stride < 1: raise FeatureError(f"batch_size and stride must be >= 1 (got {batch_size}, {stride})")
     if np.dtype(dtype) not in (np.float32, np.float16): raise FeatureError(f"dtype must be float32 or float16, got {dtype}")
     info = probe(video)
@@ -619,7 +625,8 @@ def add_cli(sub):
                                    'resumes unfinished stores, refuses stores made with other settings.')
     p.add_argument('videos', nargs='+', metavar='VIDEO', help='video file, or VIDEO@x0,y0,x1,y1 for one panel of it')
     p.add_argument('--out', required=True, help='output folder')
-    p.add_argument('--backbone', default='efficientnet_lite0', help="efficientnet_lite0 (default), vgg16_fc7, or torchvision:ARCH")
+    p.add_argument('--backbone', default='efficientnet_lite0', help="efficientnet_lite0 (default), vgg16_fc7, torchvision:ARCH, "
+                   "or posture (shape and motion descriptors of the mask, no CNN)")
     p.add_argument('--weights', default=None, help='local weights file (state dict) for the backbone')
     p.add_argument('--device', default=None, help='cpu or cuda (default: cuda when present)')
     p.add_argument('--batch-size', type=int, default=32)
