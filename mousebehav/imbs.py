@@ -51,117 +51,133 @@ def _hsv(b, g, r):
     hh = math.floor(255.0 * h + 0.5)
     return min(255, max(0, hh)), s, v
 
+@njit(cache=True)
+def _classify_row(y, x, modeC, modeTag, nModes, modeHSV, pi, dt, tfg, pims, alpha, beta, taus, tauh, lab):
+    "Row `y` of `_classify`; returns its FG count. (Kept out of the `prange` loop: numba 0.60–0.65 fail to compile it there, numba#10132.)"
+    W = nModes.shape[1]
+    c = 0
+    for xx in range(W):
+        K = np.int64(nModes[y, xx])
+        if K == 0:
+            lab[y, xx] = 0; pi[y, xx] = 0.0; continue
+        b0 = np.int32(x[y, xx, 0]); g0 = np.int32(x[y, xx, 1]); r0 = np.int32(x[y, xx, 2])
+        hit = -1
+        for m in range(K):
+            d = max(abs(b0 - np.int32(modeC[y, xx, m, 0])), abs(g0 - np.int32(modeC[y, xx, m, 1])),
+                    abs(r0 - np.int32(modeC[y, xx, m, 2])))
+            if d < tfg:
+                hit = m; break
+        if hit < 0:
+            l = 255; pi[y, xx] = 0.0
+        elif modeTag[y, xx, hit] == 0:
+            l = 0; pi[y, xx] = 0.0
+        else:
+            l = 180; pi[y, xx] += dt
+            if pi[y, xx] > pims:
+                for m in range(K): modeTag[y, xx, m] = 0
+        if l != 0:
+            h, s, v = _hsv(b0, g0, r0)
+            for m in range(K):
+                if modeTag[y, xx, m] != 0: continue
+                vm = modeHSV[y, xx, m, 2]
+                if vm == 0: continue
+                ratio = v / vm
+                if ratio < alpha or ratio >= beta: continue
+                if abs(s - np.int32(modeHSV[y, xx, m, 1])) > taus: continue
+                dh = abs(h - np.int32(modeHSV[y, xx, m, 0]))
+                if min(dh, 255 - dh) > tauh: continue
+                l = 80; break
+        lab[y, xx] = l
+        if l == 255: c += 1
+    return c
+
 @njit(parallel=True, cache=True)
 def _classify(x, modeC, modeTag, nModes, modeHSV, pi, dt, tfg, pims, alpha, beta, taus, tauh, lab):
     "Label every pixel BG / FG / PERSIST / SHADOW (eqs. 10-13); returns the FG count."
-    H, W = nModes.shape
+    H = nModes.shape[0]
     cnt = np.zeros(H, np.int64)
     for y in prange(H):
-        c = 0
-        for xx in range(W):
-            K = np.int64(nModes[y, xx])
-            if K == 0:
-                lab[y, xx] = 0; pi[y, xx] = 0.0; continue
-            b0 = np.int32(x[y, xx, 0]); g0 = np.int32(x[y, xx, 1]); r0 = np.int32(x[y, xx, 2])
-            hit = -1
-            for m in range(K):
-                d = max(abs(b0 - np.int32(modeC[y, xx, m, 0])), abs(g0 - np.int32(modeC[y, xx, m, 1])),
-                        abs(r0 - np.int32(modeC[y, xx, m, 2])))
-                if d < tfg:
-                    hit = m; break
-            if hit < 0:
-                l = 255; pi[y, xx] = 0.0
-            elif modeTag[y, xx, hit] == 0:
-                l = 0; pi[y, xx] = 0.0
-            else:
-                l = 180; pi[y, xx] += dt
-                if pi[y, xx] > pims:
-                    for m in range(K): modeTag[y, xx, m] = 0
-            if l != 0:
-                h, s, v = _hsv(b0, g0, r0)
-                for m in range(K):
-                    if modeTag[y, xx, m] != 0: continue
-                    vm = modeHSV[y, xx, m, 2]
-                    if vm == 0: continue
-                    ratio = v / vm
-                    if ratio < alpha or ratio >= beta: continue
-                    if abs(s - np.int32(modeHSV[y, xx, m, 1])) > taus: continue
-                    dh = abs(h - np.int32(modeHSV[y, xx, m, 0]))
-                    if min(dh, 255 - dh) > tauh: continue
-                    l = 80; break
-            lab[y, xx] = l
-            if l == 255: c += 1
-        cnt[y] = c
+        cnt[y] = _classify_row(y, x, modeC, modeTag, nModes, modeHSV, pi, dt, tfg, pims, alpha, beta, taus, tauh, lab)
     return cnt.sum()
+
+@njit(cache=True)
+def _insert_row(y, x, lab, excl, use_excl, binC, binH, binG, nBins, A):
+    "Row `y` of `_insert`."
+    W = nBins.shape[1]
+    Nmax = binH.shape[2]
+    for xx in range(W):
+        if use_excl and excl[y, xx]: continue
+        b0 = np.int32(x[y, xx, 0]); g0 = np.int32(x[y, xx, 1]); r0 = np.int32(x[y, xx, 2])
+        fg = 1 if lab[y, xx] == 255 else 0
+        n = np.int64(nBins[y, xx])
+        j = -1
+        for k in range(n):
+            if (abs(b0 - np.int32(binC[y, xx, k, 0])) <= A and abs(g0 - np.int32(binC[y, xx, k, 1])) <= A
+                    and abs(r0 - np.int32(binC[y, xx, k, 2])) <= A):
+                j = k; break
+        if j >= 0:
+            h = np.int32(binH[y, xx, j])
+            binC[y, xx, j, 0] = (np.int32(binC[y, xx, j, 0]) * h + b0) // (h + 1)
+            binC[y, xx, j, 1] = (np.int32(binC[y, xx, j, 1]) * h + g0) // (h + 1)
+            binC[y, xx, j, 2] = (np.int32(binC[y, xx, j, 2]) * h + r0) // (h + 1)
+            binH[y, xx, j] = h + 1
+            if fg: binG[y, xx, j] = 1
+        elif n < Nmax:
+            binC[y, xx, n, 0] = b0; binC[y, xx, n, 1] = g0; binC[y, xx, n, 2] = r0
+            binH[y, xx, n] = 1; binG[y, xx, n] = fg; nBins[y, xx] = n + 1
 
 @njit(parallel=True, cache=True)
 def _insert(x, lab, excl, use_excl, binC, binH, binG, nBins, A):
     "Add one background sample to every pixel not excluded (first-fit on-line clustering, eqs. 3-4)."
-    H, W = nBins.shape
-    Nmax = binH.shape[2]
-    for y in prange(H):
-        for xx in range(W):
-            if use_excl and excl[y, xx]: continue
-            b0 = np.int32(x[y, xx, 0]); g0 = np.int32(x[y, xx, 1]); r0 = np.int32(x[y, xx, 2])
-            fg = 1 if lab[y, xx] == 255 else 0
-            n = np.int64(nBins[y, xx])
-            j = -1
-            for k in range(n):
-                if (abs(b0 - np.int32(binC[y, xx, k, 0])) <= A and abs(g0 - np.int32(binC[y, xx, k, 1])) <= A
-                        and abs(r0 - np.int32(binC[y, xx, k, 2])) <= A):
-                    j = k; break
-            if j >= 0:
-                h = np.int32(binH[y, xx, j])
-                binC[y, xx, j, 0] = (np.int32(binC[y, xx, j, 0]) * h + b0) // (h + 1)
-                binC[y, xx, j, 1] = (np.int32(binC[y, xx, j, 1]) * h + g0) // (h + 1)
-                binC[y, xx, j, 2] = (np.int32(binC[y, xx, j, 2]) * h + r0) // (h + 1)
-                binH[y, xx, j] = h + 1
-                if fg: binG[y, xx, j] = 1
-            elif n < Nmax:
-                binC[y, xx, n, 0] = b0; binC[y, xx, n, 1] = g0; binC[y, xx, n, 2] = r0
-                binH[y, xx, n] = 1; binG[y, xx, n] = fg; nBins[y, xx] = n + 1
+    for y in prange(nBins.shape[0]):
+        _insert_row(y, x, lab, excl, use_excl, binC, binH, binG, nBins, A)
+
+@njit(cache=True)
+def _finalise_row(y, binC, binH, binG, nBins, lab, modeC, modeTag, nModes, modeHSV, pi, D, M, tfg, min_samples, first):
+    "Row `y` of `_finalise`."
+    W = nBins.shape[1]
+    oldC = np.empty((M, 3), np.int32)
+    newI = np.empty(M, np.int64)
+    for xx in range(W):
+        n = np.int64(nBins[y, xx])
+        tot = 0
+        for k in range(n): tot += binH[y, xx, k]
+        nBins[y, xx] = 0; pi[y, xx] = 0.0
+        if tot < min_samples and not first: continue
+        K0 = np.int64(nModes[y, xx])
+        for m in range(K0):
+            for c in range(3): oldC[m, c] = modeC[y, xx, m, c]
+        # candidates in creation order, first M; R1 swap rule puts the tallest (first of equals) in slot 0
+        K = np.int64(0)
+        for k in range(n):
+            if binH[y, xx, k] >= D and K < M:
+                if K == 0: newI[0] = k
+                elif binH[y, xx, k] > binH[y, xx, newI[0]]:
+                    newI[K] = newI[0]; newI[0] = k
+                else: newI[K] = k
+                K += 1
+        persist = lab[y, xx] == 180
+        for m in range(K):
+            k = newI[m]
+            for c in range(3): modeC[y, xx, m, c] = binC[y, xx, k, c]
+            tag = binG[y, xx, k]
+            if tag and persist:  # persistence release (eq. 8), against the old model
+                for o in range(K0):
+                    d = max(abs(np.int32(binC[y, xx, k, 0]) - oldC[o, 0]), abs(np.int32(binC[y, xx, k, 1]) - oldC[o, 1]),
+                            abs(np.int32(binC[y, xx, k, 2]) - oldC[o, 2]))
+                    if d < tfg:
+                        tag = 0; break
+            modeTag[y, xx, m] = tag
+            h, s, v = _hsv(np.int32(binC[y, xx, k, 0]), np.int32(binC[y, xx, k, 1]), np.int32(binC[y, xx, k, 2]))
+            modeHSV[y, xx, m, 0] = h; modeHSV[y, xx, m, 1] = s; modeHSV[y, xx, m, 2] = v
+        nModes[y, xx] = K
+        for k in range(n): binG[y, xx, k] = 0
 
 @njit(parallel=True, cache=True)
 def _finalise(binC, binH, binG, nBins, lab, modeC, modeTag, nModes, modeHSV, pi, D, M, tfg, min_samples, first):
     "Rebuild every pixel's modes from its bins (eqs. 5-9); pixels with too few samples keep their old model."
-    H, W = nBins.shape
-    for y in prange(H):
-        oldC = np.empty((M, 3), np.int32)
-        newI = np.empty(M, np.int64)
-        for xx in range(W):
-            n = np.int64(nBins[y, xx])
-            tot = 0
-            for k in range(n): tot += binH[y, xx, k]
-            nBins[y, xx] = 0; pi[y, xx] = 0.0
-            if tot < min_samples and not first: continue
-            K0 = np.int64(nModes[y, xx])
-            for m in range(K0):
-                for c in range(3): oldC[m, c] = modeC[y, xx, m, c]
-            # candidates in creation order, first M; R1 swap rule puts the tallest (first of equals) in slot 0
-            K = np.int64(0)
-            for k in range(n):
-                if binH[y, xx, k] >= D and K < M:
-                    if K == 0: newI[0] = k
-                    elif binH[y, xx, k] > binH[y, xx, newI[0]]:
-                        newI[K] = newI[0]; newI[0] = k
-                    else: newI[K] = k
-                    K += 1
-            persist = lab[y, xx] == 180
-            for m in range(K):
-                k = newI[m]
-                for c in range(3): modeC[y, xx, m, c] = binC[y, xx, k, c]
-                tag = binG[y, xx, k]
-                if tag and persist:  # persistence release (eq. 8), against the old model
-                    for o in range(K0):
-                        d = max(abs(np.int32(binC[y, xx, k, 0]) - oldC[o, 0]), abs(np.int32(binC[y, xx, k, 1]) - oldC[o, 1]),
-                                abs(np.int32(binC[y, xx, k, 2]) - oldC[o, 2]))
-                        if d < tfg:
-                            tag = 0; break
-                modeTag[y, xx, m] = tag
-                h, s, v = _hsv(np.int32(binC[y, xx, k, 0]), np.int32(binC[y, xx, k, 1]), np.int32(binC[y, xx, k, 2]))
-                modeHSV[y, xx, m, 0] = h; modeHSV[y, xx, m, 1] = s; modeHSV[y, xx, m, 2] = v
-            nModes[y, xx] = K
-            for k in range(n): binG[y, xx, k] = 0
+    for y in prange(nBins.shape[0]):
+        _finalise_row(y, binC, binH, binG, nBins, lab, modeC, modeTag, nModes, modeHSV, pi, D, M, tfg, min_samples, first)
 
 # %% ../nbs/03a_imbs.ipynb #07688989
 class IMBS:
