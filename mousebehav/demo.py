@@ -63,7 +63,8 @@ def _report_md(res: dict, eth: dict, out: Path, cmd: str) -> str:
              "## Cross-validated accuracy (pooled over held-out sequences)", "",
              "| model | accuracy | macro-F1 | per-fold accuracy |", "|---|---|---|---|"]
     for name, r in [(f"LSTM `{res['model']}`", res), ("LSTM `paper`", res['baselines']['paper']),
-                    ("mean+std logistic regression", res['baselines']['logreg'])]:
+                    ("mean+std logistic regression", res['baselines']['logreg']),
+                    ("mean+std extra trees", res['baselines']['trees'])]:
         pf = ' '.join('%.2f' % f['accuracy'] for f in r['folds'])
         lines.append(f"| {name} | {r['accuracy']:.3f} | {r['macro_f1']:.3f} | {pf} |")
     lines += ["", "Per class (main model):", "", "| class | precision | recall | F1 | n |", "|---|---|---|---|---|"]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['DATASETS', 'DEFAULT_STRIDE', 'USER_ERRORS', 'EvaluationError', 'metrics', 'plot_confusion', 'cross_validate',
-           'pool_mean_std', 'LogRegModel', 'baseline_logreg', 'lstm_fns', 'bouts', 'stabilise', 'ethogram_table',
-           'write_json', 'bouts_path', 'write_ethogram', 'class_colours', 'plot_ethogram', 'crop_of',
+           'pool_mean_std', 'LogRegModel', 'baseline_logreg', 'baseline_trees', 'lstm_fns', 'bouts', 'stabilise',
+           'ethogram_table', 'write_json', 'bouts_path', 'write_ethogram', 'class_colours', 'plot_ethogram', 'crop_of',
            'default_features_dir', 'limit_rows', 'stride_dir', 'dataset_features', 'classify_benchmark',
            'torch_threads', 'results_table', 'predict_video', 'evaluate_model', 'add_bench', 'add_cli']
 
@@ -131,27 +131,36 @@ def pool_mean_std(x: np.ndarray) -> np.ndarray:
 
 @dataclass
 class LogRegModel:
-    "A fitted baseline: scikit-learn pipeline + the full class list (some may be absent from training)."
+    "A fitted pooled baseline: scikit-learn estimator + the full class list (some may be absent from training)."
     pipeline: object
     classes: list
 
-def baseline_logreg(C: float = 1.0, max_iter: int = 5000):
-    "`(fit_fn, predict_fn)` for mean+std pooling → StandardScaler → LogisticRegression(C)."
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.linear_model import LogisticRegression
+def _pooled_fns(make, what: str):
+    "`(fit_fn, predict_fn)` for mean+std pooling → the scikit-learn classifier `make()`."
     def fit_fn(train) -> LogRegModel:
         X = np.stack([pool_mean_std(s.x) for s in train.sequences]); y = np.asarray(train.y)
-        pipe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
         if len(set(y.tolist())) < 2:
-            raise EvaluationError(f"logistic regression needs 2 classes in training, got {sorted(set(y.tolist()))}")
-        return LogRegModel(pipe.fit(X, y), list(train.classes))
+            raise EvaluationError(f"{what} needs 2 classes in training, got {sorted(set(y.tolist()))}")
+        return LogRegModel(make().fit(X, y), list(train.classes))
     def predict_fn(model: LogRegModel, test) -> np.ndarray:
         X = np.stack([pool_mean_std(s.x) for s in test.sequences])
         out = np.zeros((len(X), len(model.classes)))
         out[:, model.pipeline.classes_] = model.pipeline.predict_proba(X)
         return out
     return fit_fn, predict_fn
+
+def baseline_logreg(C: float = 1.0, max_iter: int = 5000):
+    "`(fit_fn, predict_fn)` for mean+std pooling → StandardScaler → LogisticRegression(C)."
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.linear_model import LogisticRegression
+    return _pooled_fns(lambda: make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter)),
+                       'logistic regression')
+
+def baseline_trees(n_estimators: int = 500, seed: int = 0):
+    "`(fit_fn, predict_fn)` for mean+std pooling → ExtraTreesClassifier (`n_estimators` extremely randomised trees)."
+    from sklearn.ensemble import ExtraTreesClassifier
+    return _pooled_fns(lambda: ExtraTreesClassifier(n_estimators, random_state=seed, n_jobs=1), 'extra trees')
 
 def lstm_fns(config='improved', progress: bool = False, **overrides):
     "`(fit_fn, predict_fn)` for `mousebehav.lstm` with a preset name or an `LSTMConfig` (+ field overrides)."
@@ -368,7 +377,7 @@ def classify_benchmark(dataset: str = 'bsoid-panels', classes: str = 'seed', out
                        stride: int|None = None, threads: int|None = 1, progress: bool = True,
                        extract_kw: dict|None = None) -> dict:
     """Cross-validated classification of `dataset`'s labelled sequences into `classes` ('seed'|'coarse'|'fine'):
-    main LSTM (`preset`), paper LSTM and logistic regression on the same folds. Writes `out/metrics.json` and
+    main LSTM (`preset`), paper LSTM, logistic regression and extra trees on the same folds. Writes `out/metrics.json` and
     `out/confusion.png` when `out` is given; `epochs` overrides both LSTM presets (a reduced run). Features are
     taken every `stride` frames (default `DEFAULT_STRIDE[dataset]`, 5 rows per second). Training uses `threads`
     PyTorch threads (default 1: these small recurrent models run fastest on one thread, and far faster than
@@ -409,13 +418,16 @@ def _classify_runs(seqs, dataset, classes, backbone, preset, main_cfg, paper_cfg
     t0 = time.perf_counter(); res = cross_validate(seqs, *lstm_fns(main_cfg), progress=progress, name=preset); t_main = time.perf_counter() - t0
     t0 = time.perf_counter(); lr = cross_validate(seqs, *baseline_logreg(), progress=progress, name='logreg'); t_lr = time.perf_counter() - t0
     t0 = time.perf_counter(); pp = cross_validate(seqs, *lstm_fns(paper_cfg), progress=progress, name='paper'); t_pp = time.perf_counter() - t0
+    t0 = time.perf_counter(); et = cross_validate(seqs, *baseline_trees(), progress=progress, name='trees'); t_et = time.perf_counter() - t0
     result = _summary(res) | {
         'dataset': dataset, 'scheme': classes, 'backbone': backbone, 'model': preset, 'fps': float(seqs.fps), 'stride': stride,
         'feature_dim': int(seqs.sequences[0].x.shape[1]), 'config': _config_dict(main_cfg),
         'baselines': {'logreg': _summary(lr) | {'model': 'mean+std pooling, StandardScaler, LogisticRegression(C=1)'},
-                      'paper': _summary(pp) | {'model': 'paper', 'config': _config_dict(paper_cfg)}},
+                      'paper': _summary(pp) | {'model': 'paper', 'config': _config_dict(paper_cfg)},
+                      'trees': _summary(et) | {'model': 'mean+std pooling, ExtraTreesClassifier(500 trees, seed 0)'}},
         'predictions': res['predictions'], 'limit': limit,
-        'timings_s': {'cv_main': round(t_main, 2), 'cv_logreg': round(t_lr, 2), 'cv_paper': round(t_pp, 2)},
+        'timings_s': {'cv_main': round(t_main, 2), 'cv_logreg': round(t_lr, 2), 'cv_paper': round(t_pp, 2),
+                      'cv_trees': round(t_et, 2)},
         'machine': {'cpu_count': os.cpu_count(), 'torch_threads': torch.get_num_threads(), 'platform': platform.platform()}}
     if save_model:
         t0 = time.perf_counter()
@@ -551,7 +563,8 @@ def _cmd_predict(args) -> int:
 def add_bench(sub):
     p = sub.add_parser('classify', help='cross-validated behaviour classification on a sample dataset (LSTM vs baselines)',
                        description='The paper experiment: features of every labelled sequence, grouped cross-validation '
-                       'by the label table fold of the main LSTM preset, the paper preset and mean+std logistic regression.')
+                       'by the label table fold of the main LSTM preset, the paper preset and mean+std logistic regression '
+                       'and extra trees.')
     p.add_argument('--dataset', choices=DATASETS, default='bsoid-panels')
     p.add_argument('--classes', choices=['seed', 'coarse', 'fine'], default='seed', help='class set (default: seed, the paper four)')
     p.add_argument('--out', required=True, help='folder for metrics.json and confusion.png')

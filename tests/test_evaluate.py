@@ -65,7 +65,7 @@ def bench_run(tmp_path_factory):
 def test_bench_classify_reduced(bench_run):
     m = json.loads((bench_run/'run'/'metrics.json').read_text())
     for k in REQUIRED: assert k in m, k
-    for b in ['logreg', 'paper']:
+    for b in ['logreg', 'paper', 'trees']:
         for k in ['accuracy', 'macro_f1', 'per_class', 'confusion', 'folds']: assert k in m['baselines'][b]
     assert m['n_sequences'] == 10 and len(m['folds']) == 5
     assert [f['fold'] for f in m['folds']] == [f['fold'] for f in m['baselines']['logreg']['folds']]

@@ -43,7 +43,7 @@ def test_bench_train_predict_on_posture(tmp_path):
     assert rc == 0
     m = json.loads((out/'metrics.json').read_text())
     assert m['backbone'] == 'posture' and m['feature_dim'] == len(POSTURE_COLUMNS) and m['n_sequences'] == 10
-    assert {'logreg', 'paper'} <= set(m['baselines'])
+    assert {'logreg', 'paper', 'trees'} <= set(m['baselines'])
     video = fetch_file('bsoid-clips', 'group5_example_2.avi'); n = probe(video).frame_count
     rc = main(['predict', str(tmp_path/'model.pt'), str(video), '--out', str(tmp_path/'eth.csv'),
                '--features-dir', str(tmp_path/'pred')])
