@@ -58,8 +58,9 @@ def _report_md(res: dict, eth: dict, out: Path, cmd: str) -> str:
     lines = [f"# mousebehav demo report", "",
              f"Dataset `{res['dataset']}`, class set `{res['scheme']}` ({', '.join(res['classes'])}): "
              f"{res['n_sequences']} labelled sequences, {len(res['folds'])} folds fixed by the label table "
-             f"(each fold holds out one panel of every video). Features: `{res['backbone']}` "
-             f"({res['feature_dim']}-d) on the IMBS-segmented crop of the mouse, {res['fps']:g} rows/s.", "",
+             f"(each fold holds out one panel of every video). Features: `{res['backbone']}` ({res['feature_dim']}-d) "
+             + ("describing the shape and motion of the IMBS mask" if res['backbone'] == 'posture' else
+                "on the IMBS-segmented crop of the mouse") + f", {res['fps']:g} rows/s.", "",
              "## Cross-validated accuracy (pooled over held-out sequences)", "",
              "| model | accuracy | macro-F1 | per-fold accuracy |", "|---|---|---|---|"]
     for name, r in [(f"LSTM `{res['model']}`", res), ("LSTM `paper`", res['baselines']['paper']),
@@ -80,15 +81,16 @@ def _report_md(res: dict, eth: dict, out: Path, cmd: str) -> str:
               f"Reproduce: `{cmd}`", ""]
     return '\n'.join(lines)
 
-def run_demo(out='mousebehav-demo', quick: bool = False, features_dir=None, progress: bool = True) -> dict:
+def run_demo(out='mousebehav-demo', quick: bool = False, features_dir=None, progress: bool = True,
+             backbone: str = 'efficientnet_lite0') -> dict:
     """The paper's experiment on the sample data (see above); writes the report folder `out` and returns
-    the `classify_benchmark` result with an `ethogram` entry."""
+    the `classify_benchmark` result with an `ethogram` entry. `backbone='posture'` runs it on posture descriptors."""
     import matplotlib; import matplotlib.pyplot as plt
     from mousebehav import sequences as S, lstm as L
     t0 = time.perf_counter()
     st = SETTINGS['quick' if quick else 'full']; out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    fdir = Path(features_dir) if features_dir else default_features_dir()/DEMO_DATASET
-    res = classify_benchmark(DEMO_DATASET, DEMO_CLASSES, out, preset=st['preset'], epochs=st['epochs'],
+    fdir = Path(features_dir) if features_dir else default_features_dir(backbone)/DEMO_DATASET
+    res = classify_benchmark(DEMO_DATASET, DEMO_CLASSES, out, backbone=backbone, preset=st['preset'], epochs=st['epochs'],
                              features_dir=fdir, progress=progress, stride=st['stride'])
     # an ethogram of one held-out panel, by the model of the fold that holds it out
     cmap = S.class_map(DEMO_CLASSES); folder = fetch(DEMO_DATASET)
@@ -114,7 +116,7 @@ def run_demo(out='mousebehav-demo', quick: bool = False, features_dir=None, prog
     res['ethogram'] = eth; res['timings_s']['demo_total'] = round(time.perf_counter() - t0, 2)
     from mousebehav.evaluate import write_json
     write_json(res, out/'metrics.json')
-    cmd = f"mousebehav demo --out {out}" + (' --quick' if quick else '')
+    cmd = f"mousebehav demo --out {out}" + (' --quick' if quick else '') + (f' --backbone {backbone}' if backbone != 'efficientnet_lite0' else '')
     tmp = out/'.report.md.partial'; tmp.write_text(_report_md(res, eth, out, cmd)); os.replace(tmp, out/'report.md')
     return res
 
@@ -145,7 +147,7 @@ def ethogram_browser(video, table: pd.DataFrame, crop=None, width: float = 11):
 
 # %% ../nbs/08_demo.ipynb #a47b43be
 def _cmd_demo(args) -> int:
-    res = run_demo(args.out, quick=args.quick, features_dir=args.features_dir, progress=not args.quiet)
+    res = run_demo(args.out, quick=args.quick, features_dir=args.features_dir, progress=not args.quiet, backbone=args.backbone)
     print(results_table(res))
     e = res['ethogram']
     print(f"ethogram of {e['video']} panel {e['crop']} (held out): {e['agreement']:.1%} of {e['frames']} frames "
@@ -159,5 +161,7 @@ def add_cli(sub):
     p.add_argument('--out', default='mousebehav-demo', help='report folder (default: ./mousebehav-demo)')
     p.add_argument('--quick', action='store_true', help='every 6th frame and 15 epochs: a first look')
     p.add_argument('--features-dir', default=None, help='feature cache folder (default: the user cache)')
+    p.add_argument('--backbone', default='efficientnet_lite0',
+                   help="features: efficientnet_lite0 (default, the paper's CNN approach), vgg16_fc7, or posture")
     p.add_argument('--quiet', action='store_true', help='no progress lines')
     p.set_defaults(func=_cmd_demo)

@@ -313,12 +313,15 @@ def crop_of(row) -> str|None:
     if any(x is None or (isinstance(x, float) and np.isnan(x)) for x in v): return None
     return ','.join(str(int(x)) for x in v)
 
-def default_features_dir() -> Path:
-    "Per-user cache folder for extracted features (`MOUSEBEHAV_FEATURES_DIR` overrides)."
+def default_features_dir(backbone: str|None = None) -> Path:
+    """Per-user cache folder for extracted features (`MOUSEBEHAV_FEATURES_DIR` overrides); with `backbone`, that
+    backbone's own subfolder (stores of one video share a file name whatever their backbone)."""
     d = os.environ.get('MOUSEBEHAV_FEATURES_DIR')
-    if d: return Path(d).expanduser()
-    import pooch
-    return Path(pooch.os_cache('mousebehav'))/'features'
+    if d: base = Path(d).expanduser()
+    else:
+        import pooch
+        base = Path(pooch.os_cache('mousebehav'))/'features'
+    return base if backbone is None else base/str(backbone).replace(':', '-').replace('/', '-')
 
 def limit_rows(labels: pd.DataFrame, limit: int|None, classes: pd.Series|None = None) -> pd.DataFrame:
     """A reduced table of at most `limit` rows (at least 2 classes × folds): one row per (class, fold) for the
@@ -389,7 +392,7 @@ def classify_benchmark(dataset: str = 'bsoid-panels', classes: str = 'seed', out
     labels = labels_table(dataset)
     labels = labels[labels.behavior.isin(list(cmap))].reset_index(drop=True)
     labels = limit_rows(labels, limit, labels.behavior.map(cmap)).reset_index(drop=True)
-    fdir = Path(features_dir) if features_dir else (Path(out)/'features' if out else default_features_dir())
+    fdir = Path(features_dir) if features_dir else (Path(out)/'features' if out else default_features_dir(backbone))
     t0 = time.perf_counter()
     stride = stride or DEFAULT_STRIDE[dataset]
     feats = dataset_features(dataset, labels, fdir, backbone, stride=stride, progress=progress, **(extract_kw or {}))
@@ -479,7 +482,7 @@ def predict_video(model, video, crop=None, features_dir=None, threshold: float|N
     if crop is not None: crop.check(info.width, info.height, str(video))
     crop = None if crop is None else str(crop)
     stride = max(1, int(round(info.fps / tm.fps)))   # feature rows at the model's rate
-    fdir = stride_dir(features_dir or default_features_dir(), stride)
+    fdir = stride_dir(features_dir or default_features_dir(tm.backbone), stride)
     fp = Path(F.features_path(fdir, video, crop))
     fp = _cached_or_extract(fp, video, tm.backbone, crop, stride, progress=progress, **(extract_kw or {}))
     feats = F.load_features(fp)
