@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 
 # %% ../nbs/04a_posture.ipynb #cfb87d5f
-from .video import Crop, iter_batches, probe
+from .video import Crop, iter_frames, probe
 
 # %% ../nbs/04a_posture.ipynb #c13d860e
 class PostureError(ValueError):
@@ -37,6 +37,14 @@ def measure_frame(grey: np.ndarray, mask: np.ndarray, prev_grey: np.ndarray|None
     grey levels); all NaN when `mask` holds fewer than 10 pixels. `grey`: (H,W) uint8; `mask`: (H,W) bool."""
     if grey.shape != mask.shape: raise PostureError(f"frame {grey.shape} and mask {mask.shape} differ in size")
     m8 = mask.view(np.uint8) if mask.dtype == bool else (mask > 0).astype(np.uint8)
+    x0, y0, w, h = cv2.boundingRect(m8)
+    if prev_mask is not None and prev_mask.any():   # work inside the box around both masks, not the whole frame
+        px, py, pw, ph = cv2.boundingRect(prev_mask.view(np.uint8))
+        x1, y1 = max(x0 + w, px + pw), max(y0 + h, py + ph); x0, y0 = min(x0, px), min(y0, py); w, h = x1 - x0, y1 - y0
+    box = np.s_[y0:y0 + h, x0:x0 + w]
+    m8, grey = m8[box], grey[box]
+    if prev_grey is not None: prev_grey = prev_grey[box]
+    if prev_mask is not None: prev_mask = prev_mask[box]
     mu = cv2.moments(m8, True)
     a = mu['m00']
     if a < 10: return np.full(len(RAW_COLUMNS), np.nan)
@@ -54,7 +62,7 @@ def measure_frame(grey: np.ndarray, mask: np.ndarray, prev_grey: np.ndarray|None
         diff = cv2.absdiff(grey, prev_grey)[m]
         motion, moving = float(diff.mean()), float((diff > MOVING_GREY).mean())
         overlap = np.nan if prev_mask is None else float(np.count_nonzero(m & prev_mask) / max(np.count_nonzero(m | prev_mask), 1))
-    return np.array([mu['m10'] / a, mu['m01'] / a, a, major, minor, angle, solidity, perim, motion, moving, overlap,
+    return np.array([x0 + mu['m10'] / a, y0 + mu['m01'] / a, a, major, minor, angle, solidity, perim, motion, moving, overlap,
                      float(grey[m].mean())])
 
 # %% ../nbs/04a_posture.ipynb #2d3b1b06
@@ -228,17 +236,16 @@ def extract_posture(video, out, crop=None, stride: int = 1, segmentation='imbs',
     rows, boxes, found = [], [], []
     prev_g = prev_m = None; done = start; stop = None if max_frames is None else start + int(max_frames)
     try:
-        for b in iter_batches(video, 64, crop=c, start=max(start - 1, 0), stop=stop):
-            for i, frame in zip(b.index, b.frames):
-                g = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-                if i < start: prev_g = g; continue
-                box, mask = segfn(int(i), frame)
-                ok = bool(box[0] >= 0)
-                rows.append(measure_frame(g, mask, prev_g, prev_m) if ok else np.full(len(RAW_COLUMNS), np.nan))
-                boxes.append(box); found.append(ok)
-                prev_g, prev_m = g, (mask if ok else None); done += 1
-                if len(rows) >= CHECKPOINT: _append(f, rows, boxes, found); rows, boxes, found = [], [], []
-            if bar: bar.update(len(b.index) - (start - b.index[0] if b.index[0] < start else 0))
+        for i, frame in iter_frames(video, crop=c, start=max(start - 1, 0), stop=stop):
+            g = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+            if i < start: prev_g = g; continue   # the frame before a resumed run: only its grey levels are needed
+            box, mask = segfn(i, frame)
+            ok = bool(box[0] >= 0)
+            rows.append(measure_frame(g, mask, prev_g, prev_m) if ok else np.full(len(RAW_COLUMNS), np.nan))
+            boxes.append(box); found.append(ok)
+            prev_g, prev_m = g, (mask if ok else None); done += 1
+            if len(rows) >= CHECKPOINT: _append(f, rows, boxes, found); rows, boxes, found = [], [], []
+            if bar: bar.update(1)
         if rows: _append(f, rows, boxes, found)
         if done < info.frame_count:
             if stop is not None and done >= stop: return tmp
