@@ -504,7 +504,7 @@ def evaluate_model(model, labels, features: dict, window: int|None = None) -> di
     tm = L.load_model(model) if isinstance(model, (str, Path)) else model
     labels = S.read_labels(labels)
     have = {(k if isinstance(k, tuple) else (k, None)) for k in features}
-    keep = [(v, c) in have for v, c in zip(labels.video, labels.crop)]
+    keep = [(v, c if isinstance(c, str) and c else None) in have for v, c in zip(labels.video, labels.crop)]   # no crop: None or NaN
     skipped = int(len(labels) - sum(keep)); labels = labels[keep]
     if not len(labels): raise EvaluationError(f"no label row has a feature store among the {len(features)} given")
     scheme = getattr(tm, 'scheme', None) or _guess_scheme(tm.classes)

@@ -54,6 +54,9 @@ def read_labels(path_or_df, videos: dict[str, int]|None = None, name: str|None =
     if behaviors is None: known = set(_behaviors_table().behavior)
     elif behaviors is False or behaviors is True: known = None
     else: known = set(behaviors)
+    if 'crop' in df.columns and not any(c in df.columns for c in CROP_COLUMNS):   # a table read before: one 'x0,y0,x1,y1' column
+        split = lambda v: (v.split(',') if v.count(',') == 3 else [v] * 4) if isinstance(v, str) and v.strip() else [np.nan] * 4
+        df[list(CROP_COLUMNS)] = pd.DataFrame([split(v) for v in df.pop('crop')], index=df.index)
     has_crop = [c for c in CROP_COLUMNS if c in df.columns]
     errs, rows = [], []
     for i, r in enumerate(df.to_dict('records')):

@@ -106,3 +106,12 @@ def test_bench_train_small(tmp_path, capsys):
     assert [x['frames'] for x in r] == [12, 6] and all(x['extrapolated'] and x['ratio'] > 0 for x in r)
     assert r[0]['flop_bound_seconds_full'] > r[1]['flop_bound_seconds_full']
     assert 'extrapolated' in capsys.readouterr().out
+
+
+def test_evaluate_cli_keeps_cropped_rows(project, tmp_path, capsys):
+    tmp, stores, labels = project
+    assert main(['train', *stores, '--labels', str(labels), '--out', str(tmp_path/'m.pt'), '--epochs', '3']) == 0
+    assert main(['evaluate', str(tmp_path/'m.pt'), *stores, '--labels', str(labels), '--out', str(tmp_path/'ev')]) == 0
+    assert '48 sequences: accuracy' in capsys.readouterr().out          # all rows, the two cropped panels' too
+    m = json.loads((tmp_path/'ev'/'metrics.json').read_text())
+    assert m['n_sequences'] == 48 and m['skipped_rows'] == 0
