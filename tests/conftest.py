@@ -14,3 +14,13 @@ def data_dir() -> Path:
     d = os.environ.get('MOUSEBEHAV_DATA_DIR')
     if not d: pytest.fail('set MOUSEBEHAV_DATA_DIR to the sample-data folder (e.g. ../shared/data)')
     return Path(d)
+
+
+_field = ROOT.parent/'shared'/'field-cases'
+
+@pytest.fixture(scope='session')
+def field_cases() -> Path:
+    "Small inputs shaped like real lab files (../shared/field-cases, or $MOUSEBEHAV_FIELD_CASES)."
+    d = Path(os.environ.get('MOUSEBEHAV_FIELD_CASES', _field))
+    if not d.exists(): pytest.fail(f'the field cases are missing: {d} (set MOUSEBEHAV_FIELD_CASES)')
+    return d
