@@ -4,14 +4,16 @@
 
 # %% ../nbs/05_sequences.ipynb #6a278b8e
 from __future__ import annotations
-import math, os, warnings
+import csv, io, math, os, re, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
 # %% auto #0
-__all__ = ['SCHEMES', 'USER_ERRORS', 'LabelError', 'class_map', 'read_labels', 'read_boris', 'Sequence', 'SequenceSet',
-           'synthetic_set', 'FeatureArray', 'build_sequences', 'window_sequences', 'stores_for', 'frame_counts']
+__all__ = ['SCHEMES', 'LABEL_ROW_COLUMNS', 'SKIPPED_COLUMNS', 'NO_SUBJECT', 'USER_ERRORS', 'LabelError', 'LabelWarning',
+           'class_map', 'LabelCheck', 'check_labels', 'read_labels', 'read_boris', 'read_label_file', 'Sequence',
+           'SequenceSet', 'synthetic_set', 'FeatureArray', 'build_sequences', 'window_sequences', 'stores_for',
+           'frame_counts', 'video_rates']
 
 # %% ../nbs/05_sequences.ipynb #617f6205
 import numpy as np
@@ -26,6 +28,9 @@ SCHEMES = ('seed', 'coarse', 'fine')
 class LabelError(ValueError):
     "A label table (or BORIS export) has bad rows; the message lists every one as `<file> row <n>: <what>`."
 
+class LabelWarning(UserWarning):
+    "Label rows left out (skipped rows, point events) or a doubtful input (frame rates that disagree)."
+
 def class_map(scheme: str) -> dict[str, str]:
     "Behaviour name → class name for `scheme` ('seed', 'coarse' or 'fine'); behaviours without a class are omitted."
     if scheme not in SCHEMES: raise LabelError(f"unknown class scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
@@ -33,129 +38,450 @@ def class_map(scheme: str) -> dict[str, str]:
     col = {'seed': 'seed_class', 'coarse': 'coarse_class', 'fine': 'behavior'}[scheme]
     return {r.behavior: getattr(r, col) for r in b.itertuples() if getattr(r, col)}
 
-# %% ../nbs/05_sequences.ipynb #913c6aa5
-def _crop_str(vals) -> str|None:
-    if all(pd.isna(v) for v in vals): return None
-    return ','.join(str(int(v)) for v in vals)
+# %% ../nbs/05_sequences.ipynb #a1c0c4e1
+_MISSING = {'', 'na', 'n/a', '#n/a', 'nan', 'null', 'none', '<na>'}
 
-def read_labels(path_or_df, videos: dict[str, int]|None = None, name: str|None = None,
-                behaviors: Iterable[str]|bool|None = None) -> pd.DataFrame:
-    """Read and validate a label table; raise one `LabelError` listing every bad row.
-    `videos` maps video file name → frame count (checks unknown videos and bouts past the end);
-    `behaviors` is the set of known behaviour names (default: `behaviors.csv`; False accepts any)."""
-    if isinstance(path_or_df, pd.DataFrame): df, src = path_or_df.copy(), name or '<table>'
+def _cell(v) -> str|None:
+    "A table cell as a stripped string; None when empty or NA."
+    if v is None or v is pd.NA or v is pd.NaT: return None
+    if isinstance(v, (float, np.floating)) and math.isnan(v): return None
+    s = str(v).strip()
+    return None if s.lower() in _MISSING else s
+
+def _int(v) -> int|None:
+    "An integer cell (`3`, `3.0`, `'3'`) as int; None when empty, not a whole number or beyond ±2**53."
+    if isinstance(v, (bool, np.bool_)): return None
+    if isinstance(v, (int, np.integer)): i = int(v)
     else:
-        src = name or str(path_or_df)
-        if not Path(path_or_df).exists(): raise LabelError(f"{src}: no such label table")
-        try: df = pd.read_csv(path_or_df)
-        except Exception as e: raise LabelError(f"{src}: cannot be read as CSV ({e})") from None
-    missing = [c for c in LABEL_COLUMNS if c not in df.columns]
+        c = _cell(v)
+        if c is None: return None
+        try: f = float(c)
+        except (ValueError, OverflowError): return None
+        if not math.isfinite(f) or f != int(f): return None
+        i = int(f)
+    return i if abs(i) < 2**53 else None
+
+def _show(v) -> str: return repr(v) if isinstance(v, str) else str(v)
+
+def _file_name(s: str) -> str:
+    r"The file name of a path written on any system: `C:\a\b.mp4`, `/a/b.mp4`, `..\b.mp4`, `file:///a/b.mp4` → `b.mp4`."
+    return re.split(r'[\\/]', str(s).strip())[-1].strip()
+
+LABEL_ROW_COLUMNS = ['video', 'start_frame', 'end_frame', 'behavior', 'fold', 'crop', 'row']
+SKIPPED_COLUMNS = ['row', 'video', 'behavior', 'reason']
+
+@dataclass
+class LabelCheck:
+    "What `check_labels` kept (`rows`) and what it left out (`skipped`: row, video, behavior, reason)."
+    rows: pd.DataFrame      # video, start_frame, end_frame, behavior, fold, crop ('x0,y0,x1,y1' or None), row
+    skipped: pd.DataFrame   # row, video, behavior, reason
+    name: str = '<table>'
+    def __len__(self): return len(self.rows)
+    def report(self, limit: int|None = 20) -> str:
+        "One line per skipped row, `<file> row <n> (<video>, <behavior>): <reason>` (the first `limit`); '' if none."
+        if not len(self.skipped): return ''
+        lines = [f"{self.name} row {r.row} ({r.video}, {r.behavior}): {r.reason}" for r in self.skipped.itertuples()]
+        more = len(lines) - limit if limit is not None and len(lines) > limit else 0
+        if more: lines = lines[:limit] + [f"… and {more} more (LabelCheck.skipped lists them all)"]
+        return f"{len(self.skipped)} row(s) of {self.name} skipped:\n  " + '\n  '.join(lines)
+
+def _class_rule(classes, scheme):
+    "behaviour → (class, None) if the row is kept, (None, reason) if it is skipped."
+    if isinstance(classes, str):
+        if classes not in SCHEMES:
+            raise LabelError(f"classes={classes!r}: give a class scheme ({', '.join(SCHEMES)}), a list of classes or a dict")
+        scheme, classes = classes, None
+    if isinstance(classes, dict):
+        m = {str(k): str(v) for k, v in classes.items() if _cell(v)}
+        return lambda b: (m[b], None) if b in m else (None, f"{b!r} has no class in the class map")
+    allowed = None if classes is None else [str(c) for c in classes]
+    if scheme is None and allowed is not None:
+        scheme = next((s for s in ('seed', 'coarse') if set(allowed) <= set(class_map(s).values())), 'fine')
+    if scheme is None: return lambda b: (b, None)
+    m = None if scheme == 'fine' else class_map(scheme)
+    def rule(b):
+        c = b if m is None else m.get(b)
+        if c is None: return None, f"{b!r} has no {scheme!r} class"
+        if allowed is not None and c not in allowed:
+            return None, f"{b!r}{'' if c == b else f' (class {c!r})'} is not among the classes {', '.join(allowed)}"
+        return c, None
+    return rule
+
+def _check_rows(labels: pd.DataFrame, videos, classes, name, behaviors, scheme, unknown_videos):
+    "The checker's work: (kept rows, skipped rows, [(row number, error)])."
+    src = name or labels.attrs.get('source') or '<table>'
+    missing = [c for c in LABEL_COLUMNS if c not in labels.columns]
     if missing: raise LabelError(f"{src}: missing column(s) {', '.join(missing)} (needs {', '.join(LABEL_COLUMNS)})")
-    if behaviors is None: known = set(_behaviors_table().behavior)
-    elif behaviors is False or behaviors is True: known = None
-    else: known = set(behaviors)
-    if 'crop' in df.columns and not any(c in df.columns for c in CROP_COLUMNS):   # a table read before: one 'x0,y0,x1,y1' column
-        split = lambda v: (v.split(',') if v.count(',') == 3 else [v] * 4) if isinstance(v, str) and v.strip() else [np.nan] * 4
-        df[list(CROP_COLUMNS)] = pd.DataFrame([split(v) for v in df.pop('crop')], index=df.index)
-    has_crop = [c for c in CROP_COLUMNS if c in df.columns]
-    errs, rows = [], []
-    for i, r in enumerate(df.to_dict('records')):
-        n = i + 2  # spreadsheet row number: row 1 is the header
-        bad = []
-        vals = {}
+    if unknown_videos not in ('error', 'skip'): raise ValueError(f"unknown_videos must be 'error' or 'skip', not {unknown_videos!r}")
+    has_crop = [c for c in CROP_COLUMNS if c in labels.columns]
+    crop_col = 'crop' in labels.columns and not has_crop          # a table checked before: one 'x0,y0,x1,y1' column
+    need = LABEL_COLUMNS + has_crop + (['crop'] if crop_col else [])
+    dup = [c for c in need if int((labels.columns == c).sum()) > 1]
+    if dup: raise LabelError(f"{src}: column(s) {', '.join(dup)} appear more than once")
+    col = {c: labels[c].tolist() for c in need}
+    n = len(labels)
+    rownums = [_int(v) for v in labels['row'].tolist()] if 'row' in labels.columns and 'row' not in dup else [None]
+    if not all(r is not None and r >= 1 for r in rownums) or len(rownums) != n: rownums = [i + 2 for i in range(n)]
+    if behaviors is None: known, where = set(_behaviors_table().behavior), 'behaviors.csv'
+    elif behaviors is False or behaviors is True: known, where = None, ''
+    else: known, where = {str(b) for b in behaviors}, 'the behaviours given'
+    vids = None if videos is None else {_file_name(k): (None if v is None else _int(v)) for k, v in videos.items()}
+    rule = _class_rule(classes, scheme)
+    errs, rows, skipped = [], [], []
+    for i in range(n):
+        rn, bad, vals = rownums[i], [], {}
         for c in ('start_frame', 'end_frame', 'fold'):
-            v = r[c]
-            try:
-                fv = float(v)
-                if not math.isfinite(fv) or fv != int(fv): raise ValueError
-                vals[c] = int(fv)
-            except (TypeError, ValueError): bad.append(f"{c} {v!r} is not an integer")
-        video = r['video']
-        if not isinstance(video, str) or not video.strip(): bad.append("video is empty"); video = None
-        beh = r['behavior']
-        if not isinstance(beh, str) or not beh.strip(): bad.append("behavior is empty")
-        elif known is not None and beh not in known: bad.append(f"unknown behavior {beh!r} (not in behaviors.csv)")
+            v = col[c][i]; iv = _int(v)
+            if iv is None: bad.append(f"{c} is empty" if _cell(v) is None else f"{c} {_show(v)} is not an integer")
+            else: vals[c] = iv
+        video = _cell(col['video'][i])
+        video = _file_name(video) if video is not None else None
+        if not video: bad.append("video is empty"); video = None
+        beh = _cell(col['behavior'][i])
+        if beh is None: bad.append("behavior is empty")
+        elif known is not None and beh not in known: bad.append(f"unknown behavior {beh!r} (not in {where})")
         s, e = vals.get('start_frame'), vals.get('end_frame')
         if s is not None and s < 0: bad.append(f"start_frame {s} is negative")
         if s is not None and e is not None and e <= s: bad.append(f"end_frame {e} <= start_frame {s} (end is exclusive)")
         crop = None
-        if has_crop:
-            cv = [r.get(c) for c in CROP_COLUMNS]
-            if len(has_crop) != 4 or (any(pd.isna(v) for v in cv) and not all(pd.isna(v) for v in cv)):
+        if has_crop or crop_col:
+            if crop_col:
+                c1 = _cell(col['crop'][i])
+                cv = [None] * 4 if c1 is None else (c1.split(',') if c1.count(',') == 3 else [c1] * 4)
+            else: cv = [col[c][i] for c in has_crop]
+            empty = [_cell(v) is None for v in cv]
+            if len(cv) != 4 or (any(empty) and not all(empty)):
                 bad.append("crop needs all four of crop_x0, crop_y0, crop_x1, crop_y1 (or none)")
-            elif not all(pd.isna(v) for v in cv):
-                try:
-                    x0, y0, x1, y1 = (int(float(v)) for v in cv)
-                    if not (0 <= x0 < x1 and 0 <= y0 < y1): raise ValueError
-                    crop = f"{x0},{y0},{x1},{y1}"
-                except (TypeError, ValueError): bad.append(f"crop {cv} is not four integers with 0 <= x0 < x1, 0 <= y0 < y1")
-        if videos is not None and video is not None:
-            if video not in videos: bad.append(f"unknown video {video!r}")
-            elif e is not None and e > videos[video]:
-                bad.append(f"frames past the end: end_frame {e} > {videos[video]} frames in {video}")
-        if bad: errs.append(f"{src} row {n}: " + '; '.join(bad)); continue
-        rows.append(dict(video=video, start_frame=s, end_frame=e, behavior=beh, fold=vals['fold'], crop=crop, row=n))
-    if errs: raise LabelError(f"{len(errs)} bad row(s) in {src}:\n  " + '\n  '.join(errs))
-    out = pd.DataFrame(rows, columns=['video', 'start_frame', 'end_frame', 'behavior', 'fold', 'crop', 'row'])
-    out.attrs['source'] = src
-    return out
+            elif not all(empty):
+                x0, y0, x1, y1 = (_int(v) for v in cv)
+                if None in (x0, y0, x1, y1) or not (0 <= x0 < x1 and 0 <= y0 < y1):
+                    bad.append(f"crop {cv} is not four integers with 0 <= x0 < x1, 0 <= y0 < y1")
+                else: crop = f"{x0},{y0},{x1},{y1}"
+        skip = None
+        if vids is not None and video is not None:
+            if video not in vids:
+                if unknown_videos == 'skip': skip = f"video {video!r} is not among the {len(vids)} video(s) given"
+                else: bad.append(f"unknown video {video!r}")
+            elif e is not None and vids[video] is not None and e > vids[video]:
+                bad.append(f"frames past the end: end_frame {e} > {vids[video]} frames in {video}")
+        if bad: errs.append((rn, f"{src} row {rn}: " + '; '.join(bad))); continue
+        if skip is None: _, skip = rule(beh)
+        if skip is not None: skipped.append(dict(row=rn, video=video, behavior=beh, reason=skip)); continue
+        rows.append(dict(video=video, start_frame=s, end_frame=e, behavior=beh, fold=vals['fold'], crop=crop, row=rn))
+    return rows, skipped, errs
+
+def _raise_rows(errs, src, what='bad row(s)'):
+    if errs: raise LabelError(f"{len(errs)} {what} in {src}:\n  " + '\n  '.join(m for _, m in sorted(errs, key=lambda x: x[0])))
+
+def check_labels(labels: pd.DataFrame, videos: dict[str, int]|None = None, classes: Iterable[str]|dict|None = None,
+                 name: str|None = None, *, behaviors: Iterable[str]|bool|None = False, scheme: str|None = None,
+                 unknown_videos: str = 'error') -> LabelCheck:
+    """The one check of a label table that every command uses. Raises one `LabelError` naming every bad row
+    (`<name> row <n>: <what>`): a column missing, frame numbers or fold not integers, `start_frame < 0`,
+    `end_frame <= start_frame`, a partial or inverted crop box, and with `videos` ({file name: frame count or None})
+    a video not in it or a bout past its last frame. Rows whose behaviour has no class among `classes` are *skipped*,
+    listed in `LabelCheck.skipped` (row, video, behavior, reason) and in a `LabelWarning`. `classes`: a scheme name
+    ('seed', 'coarse', 'fine'), a {behaviour: class} dict, or a model's class list (behaviours mapped by `scheme`,
+    default: the scheme those classes come from); None keeps every row. `behaviors`: the behaviour names allowed
+    (None: those of behaviors.csv; False: any). `unknown_videos='skip'` skips rows of videos not in `videos` instead.
+    Row numbers are taken from a `row` column when the table has one (a table read from a file), else 2, 3, …"""
+    if not isinstance(labels, pd.DataFrame): raise LabelError(f"{name or '<labels>'}: not a table ({type(labels).__name__})")
+    src = name or labels.attrs.get('source') or '<table>'
+    rows, skipped, errs = _check_rows(labels, videos, classes, src, behaviors, scheme, unknown_videos)
+    _raise_rows(errs, src)
+    out = pd.DataFrame(rows, columns=LABEL_ROW_COLUMNS)
+    out.attrs.update({k: v for k, v in labels.attrs.items() if isinstance(v, (str, int, float))}); out.attrs['source'] = src
+    chk = LabelCheck(out, pd.DataFrame(skipped, columns=SKIPPED_COLUMNS), src)
+    if skipped: warnings.warn(chk.report(), LabelWarning, stacklevel=2)
+    return chk
+
+# %% ../nbs/05_sequences.ipynb #913c6aa5
+def _decode(data: bytes, src: str) -> str:
+    if data[:2] in (b'\xff\xfe', b'\xfe\xff'): return data.decode('utf-16')     # Excel's "Unicode text"
+    if b'\x00' in data: raise LabelError(f"{src}: not a text table (it holds binary data)")
+    for enc in ('utf-8-sig', 'cp1252'):
+        try: return data.decode(enc)
+        except UnicodeDecodeError: pass
+    return data.decode('latin-1')
+
+def _is_header(cells) -> bool:
+    c = {x.strip() for x in cells}
+    return set(LABEL_COLUMNS) <= c or 'Behavior' in c
+
+def _read_grid(path, src) -> list[list[str]]:
+    p = Path(path)
+    if not p.exists(): raise LabelError(f"{src}: no such file")
+    if not p.is_file(): raise LabelError(f"{src}: not a file")
+    if p.suffix.lower() in ('.xlsx', '.xlsm', '.xls', '.ods'):
+        try: x = pd.read_excel(p, header=None, dtype=str, keep_default_na=False)
+        except ImportError as e: raise LabelError(f"{src}: reading {p.suffix} needs an extra package ({e}); "
+                                                  "or save the table as CSV/TSV") from None
+        except Exception as e: raise LabelError(f"{src}: cannot be read as a spreadsheet ({e})") from None
+        return [['' if v is None else str(v) for v in r] for r in x.itertuples(index=False)]
+    text = _decode(p.read_bytes(), src)
+    head = text[:65536].splitlines()[:60]
+    seps = [',', '\t', ';']
+    def parse(t, sep):
+        try:
+            return list(csv.reader(io.StringIO(t, newline=''), delimiter=sep))
+        except csv.Error as e: raise LabelError(f"{src}: cannot be read as a table ({e})") from None
+    first = {s: parse('\n'.join(head), s) for s in seps}
+    sep = next((s for s in seps if any(_is_header(r) for r in first[s])), None)
+    if sep is None: sep = max(seps, key=lambda s: max((len(r) for r in first[s]), default=0))   # ties: ','
+    return parse(text, sep)
+
+def _read_table(path, src) -> pd.DataFrame:
+    """A table file (CSV, TSV, semicolon-separated; UTF-8, UTF-16 or Windows encodings; .xlsx if pandas can read it)
+    as a DataFrame of strings (None for empty/NA cells) with column `row` = spreadsheet row number. The header is
+    the first row naming our label columns or BORIS's `Behavior` (lines above it, as in old BORIS exports, are skipped)."""
+    grid = _read_grid(path, src)
+    h = next((i for i, r in enumerate(grid[:60]) if _is_header(r)), None)
+    if h is None: h = next((i for i, r in enumerate(grid) if any(c.strip() for c in r)), None)
+    if h is None: raise LabelError(f"{src}: empty file")
+    names, seen = [], {}
+    for j, c in enumerate(grid[h]):
+        c = c.strip() or f'Unnamed: {j}'
+        k = seen.get(c, 0); seen[c] = k + 1
+        names.append(c if k == 0 else f'{c}.{k}')
+    data, nums, errs = [], [], []
+    for k, r in enumerate(grid[h + 1:], start=h + 2):
+        if not any(c.strip() for c in r): continue                 # blank line
+        if len(r) > len(names) and any(c.strip() for c in r[len(names):]):
+            errs.append((k, f"{src} row {k}: {len(r)} cells but the header (row {h + 1}) has {len(names)}")); continue
+        data.append([_cell(c) for c in r[:len(names)]] + [None] * (len(names) - len(r))); nums.append(k)
+    _raise_rows(errs, src)
+    df = pd.DataFrame(data, columns=names, dtype=object)
+    df['row'] = nums
+    df.attrs['source'] = src
+    return df
+
+def read_labels(path_or_df, videos: dict[str, int]|None = None, name: str|None = None,
+                behaviors: Iterable[str]|bool|None = None) -> pd.DataFrame:
+    """Read our label table (a CSV/TSV path or a DataFrame) and check it with `check_labels`; raise one `LabelError`
+    listing every bad row. `videos` maps video file name → frame count (checks unknown videos and bouts past the end);
+    `behaviors` is the set of known behaviour names (default: `behaviors.csv`; False accepts any).
+    Returns columns video, start_frame, end_frame, behavior, fold, crop, row."""
+    if isinstance(path_or_df, pd.DataFrame): df, src = path_or_df, name or path_or_df.attrs.get('source') or '<table>'
+    else:
+        src = name or str(path_or_df)
+        df = _read_table(path_or_df, src)
+    return check_labels(df, videos, name=src, behaviors=behaviors).rows
 
 _behaviors_table = behaviors
 
 # %% ../nbs/05_sequences.ipynb #8f86a4f6
-def _col(df, *names):
-    for n in names:
-        if n in df.columns: return n
-    return None
+_PLAYER = re.compile(r'^\s*player\s*#\s*(\d+)\s*:\s*', re.I)
+_MEDIA_COLUMNS = ('Media file name', 'Media file', 'Media file path', 'Media file(s)')
+NO_SUBJECT = 'No focal subject'   # what BORIS calls events without a subject
+
+def _player1(cell: str|None) -> list[str]:
+    "The entries of player #1 in a BORIS cell: `'player #1:a.mp4;b.mp4|player #2:c.mp4'` → `['a.mp4', 'b.mp4']`."
+    if cell is None: return []
+    parts = str(cell).split('|')
+    part = next((p for p in parts if (m := _PLAYER.match(p)) and m.group(1) == '1'), parts[0])
+    return [x.strip() for x in _PLAYER.sub('', part, count=1).split(';') if x.strip()]
+
+def _seconds(v) -> float|None:
+    "A BORIS time, seconds (`12.5`) or `hh:mm:ss.sss`, as float seconds; None when empty or not a finite time."
+    c = _cell(v)
+    if c is None: return None
+    try: f = float(c)
+    except (ValueError, OverflowError):
+        m = re.fullmatch(r'(-?)(\d+):(\d{1,2}):(\d{1,2}(?:\.\d*)?)', c)
+        if not m: return None
+        f = int(m[2]) * 3600 + int(m[3]) * 60 + float(m[4]); f = -f if m[1] else f
+    return f if math.isfinite(f) else None
+
+def _rate(v) -> float|None:
+    f = _seconds(v)
+    return f if f is not None and f > 0 else None
+
+class _RowError(Exception): pass
 
 def read_boris(path, fps: float|None = None, fold: int = 0, videos: dict[str, int]|None = None,
-               behaviors: Iterable[str]|bool|None = False, subject: str|None = None) -> pd.DataFrame:
-    """Convert a BORIS export (aggregated or tabular events, CSV or TSV) of state events to our label table.
-    `fps` overrides/replaces the export's FPS column; `subject` keeps only that subject's rows."""
-    path = Path(path); src = str(path)
-    if not path.exists(): raise LabelError(f"{src}: no such BORIS export")
-    sep = '\t' if path.suffix.lower() in ('.tsv', '.txt') else ','
-    try: df = pd.read_csv(path, sep=sep)
-    except Exception as e: raise LabelError(f"{src}: cannot be read as a BORIS export ({e})") from None
-    media = _col(df, 'Media file name', 'Media file', 'Media file path', 'Source', 'Observation id')
-    beh = _col(df, 'Behavior')
-    if beh is None or media is None:
-        raise LabelError(f"{src}: not a BORIS events export (needs a 'Behavior' column and a media file column)")
-    if subject is not None and 'Subject' in df.columns: df = df[df['Subject'] == subject]
-    fps_col = _col(df, 'FPS')
-    def row_fps(i, r):
+               behaviors: Iterable[str]|bool|None = False, subject: str|None = None,
+               video_fps: dict[str, float]|None = None, name: str|None = None) -> pd.DataFrame:
+    """Convert a BORIS export of state events to our label table, checked by `check_labels` (`videos`, `behaviors` as
+    there; row numbers are the export's). Layouts: aggregated events (`Start (s)`, `Stop (s)`), tabular events of
+    BORIS ≥ 8 (`Behavior type` = START/STOP/POINT) and older (`Status`), as CSV/TSV (`path`) or a DataFrame.
+    `subject`: the subject to keep; required when the export has several. Point events are ignored (a warning
+    counts them). The video is the media file's name from any path style; with several media files queued in
+    player #1 the times are made relative to the file that holds the event. Frames = round(time × rate), the
+    rate being the video's own from `video_fps` ({file name: fps}) when known (a warning when the export's FPS
+    differs), else `fps`, else the export's FPS column; no rate at all is an error."""
+    if isinstance(path, pd.DataFrame): df, src = path, name or path.attrs.get('source') or '<BORIS export>'
+    else: src = name or str(path); df = _read_table(path, src)
+    if df.columns.duplicated().any(): raise LabelError(f"{src}: some columns appear more than once")
+    if 'row' not in df.columns: df = df.assign(row=range(2, len(df) + 2))
+    if fps is not None and (_rate(fps) is None): raise LabelError(f"fps={fps!r} is not a frame rate")
+    vfps = {}
+    for k, v in (video_fps or {}).items():
+        if v is None: continue
+        if _rate(v) is None: raise LabelError(f"video_fps[{k!r}] = {v!r} is not a frame rate")
+        vfps[_file_name(k)] = _rate(v)
+    cols = set(df.columns)
+    if 'Behavior' not in cols: raise LabelError(f"{src}: not a BORIS events export (no 'Behavior' column)")
+    media_cols = [c for c in _MEDIA_COLUMNS if c in cols]
+    if not media_cols and 'Source' not in cols:
+        raise LabelError(f"{src}: no media file column ('Media file name', 'Media file' or 'Source')")
+    if {'Start (s)', 'Stop (s)'} <= cols: layout, status = 'BORIS aggregated events', None
+    elif 'Time' in cols and ({'Status', 'Behavior type'} & cols):
+        layout, status = 'BORIS tabular events', 'Status' if 'Status' in cols else 'Behavior type'
+    else: raise LabelError(f"{src}: neither BORIS aggregated events ('Start (s)', 'Stop (s)') nor tabular events "
+                           "('Time' with 'Behavior type' or 'Status')")
+    subj = [(_cell(v) or NO_SUBJECT) for v in df['Subject']] if 'Subject' in cols else [NO_SUBJECT] * len(df)
+    subjects = list(dict.fromkeys(subj))
+    if subject is not None:
+        if str(subject) not in subjects:
+            raise LabelError(f"{src}: no subject {str(subject)!r} (its subjects: {', '.join(subjects) or 'none'})")
+        df = df[[s == str(subject) for s in subj]]
+    elif len(subjects) > 1:
+        raise LabelError(f"{src} has {len(subjects)} subjects ({', '.join(subjects)}): choose one with --subject "
+                         "(subject= in Python)")
+
+    def where(r, t, stop=False):
+        "(video, time in that video, the export's frame rate for it) of an event at observation time t."
+        off = _cell(r.get('Time offset (s)'))
+        if off is not None:
+            if _seconds(off) is None: raise _RowError(f"time offset {off!r} is not a number of seconds")
+            t = t - _seconds(off)
+        cell = next((_cell(r[c]) for c in media_cols if _cell(r[c]) is not None), None)
+        named = [_file_name(x) for x in _player1(cell)]
+        s = _cell(r.get('Source'))
+        srcs = [_file_name(x) for x in _player1(s)] if s and _PLAYER.match(s) else []
+        if not named: named = srcs
+        named = [x for x in named if x]
+        if not named: raise _RowError("no media file (an observation without video cannot be read as frames)")
+        if named == ['Not found']: raise _RowError("BORIS found no media file at this time")
+        durs = [_seconds(x) for x in _player1(_cell(r.get('Media duration (s)')))]
+        rates = [_rate(x) for x in _player1(_cell(r.get('FPS')))]
+        if len(named) == 1:
+            v = named[0]; files = srcs if v in srcs else [v]
+            if v not in srcs and len(srcs) > 1:
+                raise _RowError(f"media file {v} is not among player #1's files ({', '.join(srcs)})")
+            k = files.index(v)
+            if k:
+                if len(durs) != len(files) or None in durs[:k]:
+                    raise _RowError(f"{v} is media file {k + 1} of player #1 and the export lacks the durations of the files before it")
+                t -= sum(durs[:k])
+        else:
+            files = named
+            if len(durs) != len(files) or None in durs:
+                raise _RowError(f"several media files ({', '.join(files)}) and no media durations to tell which holds this event")
+            cum = np.cumsum([0.0] + durs)
+            k = int(np.clip(np.searchsorted(cum, t, side='left' if stop else 'right') - 1, 0, len(files) - 1))
+            v = files[k]; t -= float(cum[k])
+        if len(rates) == len(files): efps = rates[k]
+        elif rates and all(x == rates[0] for x in rates): efps = rates[0]
+        else: efps = None
+        return v, t, efps
+
+    differ = {}
+    def rate_of(v, efps, rn):
+        vr = vfps.get(v)
+        if vr is not None:
+            for what, other in (('the export says', efps), ('fps= says', fps)):
+                if other is not None and abs(float(other) - vr) > 1e-4 * vr: differ.setdefault((v, what, float(other), vr), []).append(rn)
+            return vr
         if fps is not None: return float(fps)
+        if efps is not None: return efps
+        raise _RowError("no frame rate: the export gives none for this media file and the video's rate is not known "
+                        "(give the video's feature store, video_fps= or fps=)")
+    def frame(t, f):
+        x = t * f
+        if not math.isfinite(x) or abs(x) >= 2**53: raise _RowError(f"time {t:g} s is out of range")
+        return int(math.floor(x + 0.5))
+
+    out, errs, points, obs_of = [], [], {}, {}
+    mods = [c for c in df.columns if str(c).startswith('Modifier')]
+    open_ = {}
+    for r in df.to_dict('records'):
+        rn = _int(r['row']) or 0; beh = _cell(r['Behavior'])
         try:
-            f = float(str(r[fps_col]).split(';')[0]) if fps_col else float('nan')
-        except ValueError: f = float('nan')
-        if not f > 0: raise LabelError(f"{src} row {i + 2}: no frame rate (FPS column missing or empty): pass fps=")
-        return f
-    out, errs = [], []
-    if _col(df, 'Start (s)') and _col(df, 'Stop (s)'):           # aggregated events
-        for i, r in df.reset_index(drop=True).iterrows():
-            if str(r.get('Behavior type', 'STATE')).upper() != 'STATE': continue
-            try: f = row_fps(i, r)
-            except LabelError as e: errs.append(str(e)); continue
-            out.append(dict(video=Path(str(r[media]).split(';')[0]).name, start_frame=round(float(r['Start (s)']) * f),
-                            end_frame=round(float(r['Stop (s)']) * f), behavior=r[beh], fold=fold))
-    elif _col(df, 'Time') and _col(df, 'Status'):                   # tabular events: pair START/STOP
-        open_ = {}
-        for i, r in df.reset_index(drop=True).iterrows():
-            st = str(r['Status']).upper()
-            if st not in ('START', 'STOP'): continue
-            key = (r[media], r.get('Subject'), r[beh])
-            try: f = row_fps(i, r)
-            except LabelError as e: errs.append(str(e)); continue
-            if st == 'START': open_[key] = (i, float(r['Time']) * f)
-            elif key not in open_: errs.append(f"{src} row {i + 2}: STOP of {r[beh]!r} without a START")
-            else:
-                _, s = open_.pop(key)
-                out.append(dict(video=Path(str(r[media])).name, start_frame=round(s), end_frame=round(float(r['Time']) * f),
-                                behavior=r[beh], fold=fold))
-        errs += [f"{src} row {i + 2}: START of {k[2]!r} never stopped" for k, (i, _) in open_.items()]
-    else: raise LabelError(f"{src}: neither an aggregated export ('Start (s)', 'Stop (s)') nor a tabular one ('Time', 'Status')")
-    if errs: raise LabelError(f"{len(errs)} bad row(s) in {src}:\n  " + '\n  '.join(errs))
-    return read_labels(pd.DataFrame(out, columns=LABEL_COLUMNS), videos=videos, name=src, behaviors=behaviors)
+            if status is None:                                        # aggregated: one row per bout
+                ts, te = _seconds(r['Start (s)']), _seconds(r['Stop (s)'])
+                kind = (_cell(r.get('Behavior type')) or ('POINT' if ts is not None and ts == te else 'STATE')).upper()
+                if kind == 'POINT': points[beh] = points.get(beh, 0) + 1; continue
+                if kind != 'STATE': raise _RowError(f"Behavior type {kind!r} is not STATE or POINT")
+                if ts is None: raise _RowError(f"Start (s) {_show(r['Start (s)'])} is not a time")
+                if te is None:
+                    raise _RowError("Stop (s) is empty: the state was never stopped" if _cell(r['Stop (s)']) is None
+                                    else f"Stop (s) {_show(r['Stop (s)'])} is not a time")
+                v, a, efps = where(r, ts); v2, b, _ = where(r, te, stop=True)
+                if v2 != v: raise _RowError(f"the bout runs from {v} into {v2}")
+                f = rate_of(v, efps, rn)
+                out.append(dict(video=v, start_frame=frame(a, f), end_frame=frame(b, f), behavior=beh, fold=fold, row=rn))
+                obs_of.setdefault(v, set()).add(_cell(r.get('Observation id')))
+                continue
+            st = (_cell(r[status]) or '').upper()                     # tabular: START and STOP rows
+            if st == 'POINT': points[beh] = points.get(beh, 0) + 1; continue
+            key = (_cell(r.get('Observation id')), _cell(r.get('Subject')), beh, tuple(_cell(r[m]) for m in mods))
+            if st not in ('START', 'STOP'): raise _RowError(f"{status} {_show(r[status])} is not START, STOP or POINT")
+            t = _seconds(r['Time'])
+            if st == 'START':
+                if key in open_: raise _RowError(f"START of {beh!r} while the one in row {open_[key][0]} is not stopped")
+                open_[key] = (rn, None)
+                if t is None: raise _RowError(f"Time {_show(r['Time'])} is not a time")
+                v, a, efps = where(r, t)
+                open_[key] = (rn, (v, a, rate_of(v, efps, rn)))
+                continue
+            if key not in open_: raise _RowError(f"STOP of {beh!r} without a START")
+            rs, started = open_.pop(key)
+            if started is None: continue                              # its START row is reported already
+            if t is None: raise _RowError(f"Time {_show(r['Time'])} is not a time")
+            (v, a, f), (v2, b, _) = started, where(r, t, stop=True)
+            if v2 != v: raise _RowError(f"the bout started in row {rs} runs from {v} into {v2}")
+            out.append(dict(video=v, start_frame=frame(a, f), end_frame=frame(b, f), behavior=beh, fold=fold, row=rs))
+            obs_of.setdefault(v, set()).add(key[0])
+        except _RowError as e: errs.append((rn, f"{src} row {rn}: {e}"))
+    errs += [(rs, f"{src} row {rs}: START of {k[2]!r} never stopped") for k, (rs, _) in open_.items()]
+    table = pd.DataFrame(out, columns=LABEL_COLUMNS + ['row'])
+    rows, _, errs2 = _check_rows(table, videos, None, src, behaviors, None, 'error')
+    _raise_rows(errs + errs2, src)
+    for (v, what, other, vr), rws in differ.items():
+        warnings.warn(f"{src}: {what} {round(other, 3):g} fps for {v}, but the video is {round(vr, 3):g} fps: the times of {len(rws)} bout(s) "
+                      f"converted with the video's rate", LabelWarning, stacklevel=2)
+    n_points = sum(points.values())
+    if n_points:
+        warnings.warn(f"{src}: {n_points} point event(s) ignored ({', '.join(f'{b} ×{n}' for b, n in points.items())}): "
+                      "a point event has no duration, so it is not a bout", LabelWarning, stacklevel=2)
+    for v, ids in obs_of.items():
+        if len(ids) > 1: warnings.warn(f"{src}: observations {', '.join(sorted(map(str, ids)))} all annotate {v}; "
+                                       "the bouts of all of them are kept", LabelWarning, stacklevel=2)
+    if not rows: raise LabelError(f"{src}: no state events (bouts)" + (f" of subject {subject!r}" if subject is not None else '')
+                                  + (f"; {n_points} point event(s) ignored" if n_points else ''))
+    res = pd.DataFrame(rows, columns=LABEL_ROW_COLUMNS)
+    res.attrs.update(source=src, layout=layout, subject=str(subject if subject is not None else subjects[0]),
+                     point_events=n_points)
+    return res
+
+# %% ../nbs/05_sequences.ipynb #b7e2f0a3
+def read_label_file(path, videos: dict[str, int]|None = None, video_fps: dict[str, float]|None = None,
+                    subject: str|None = None, behaviors=None) -> pd.DataFrame:
+    """Read the label table in the file `path`, whoever wrote it: our table (columns video, start_frame, end_frame,
+    behavior, fold and optionally crop_x0…crop_y1) or a BORIS export (aggregated or tabular events, BORIS 7 or 8),
+    told apart by their columns; CSV, TSV or semicolon-separated (.xlsx too when pandas can read it). Checked by
+    `check_labels`: `videos` ({file name: frame count}) catches unknown videos and bouts past the end.
+    For BORIS: `video_fps` ({file name: frame rate}) converts times with each video's own rate, `subject` picks
+    the subject (required when the export has several). `behaviors`: the behaviour names allowed (default:
+    behaviors.csv for our tables, any name for BORIS, whose ethogram is the lab's own; False: any).
+    Returns columns video, start_frame, end_frame, behavior, fold, crop, row (`attrs['layout']` says which layout)."""
+    src = str(path)
+    df = _read_table(path, src)
+    cols = set(df.columns)
+    if 'Behavior' in cols and not set(LABEL_COLUMNS) <= cols:
+        return read_boris(df, videos=videos, behaviors=False if behaviors is None else behaviors, subject=subject,
+                          video_fps=video_fps, name=src)
+    if not cols & set(LABEL_COLUMNS):
+        shown = [str(c) for c in df.columns if c != 'row']
+        raise LabelError(f"{src}: neither a label table (columns {', '.join(LABEL_COLUMNS)}) nor a BORIS export "
+                         f"(a 'Behavior' column); its columns: {', '.join(shown[:12]) + (' …' if len(shown) > 12 else '') or 'none'}")
+    if subject is not None:
+        warnings.warn(f"{src} is a label table, not a BORIS export: subject {subject!r} does not apply", LabelWarning, stacklevel=2)
+    out = check_labels(df, videos, name=src, behaviors=behaviors).rows
+    if not len(out): raise LabelError(f"{src}: no label rows")
+    out.attrs['layout'] = 'labels'
+    return out
 
 # %% ../nbs/05_sequences.ipynb #df83dfe1
 @dataclass
@@ -178,6 +504,7 @@ class SequenceSet:
     classes: list[str]
     fps: float
     backbone: str
+    skipped: pd.DataFrame|None = None   # label rows left out (row, video, behavior, reason), from `check_labels`
 
     def __len__(self): return len(self.sequences)
     def __iter__(self): return iter(self.sequences)
@@ -198,7 +525,7 @@ class SequenceSet:
         "The sequences at `idx` (integer indices or a boolean mask), same classes, fps and backbone."
         idx = np.asarray(idx)
         if idx.dtype == bool: idx = np.flatnonzero(idx)
-        return SequenceSet([self.sequences[i] for i in idx], list(self.classes), self.fps, self.backbone)
+        return SequenceSet([self.sequences[i] for i in idx], list(self.classes), self.fps, self.backbone, self.skipped)
     def summary(self) -> pd.DataFrame:
         "One row per sequence: label, fold, video, crop, start, end, length."
         return pd.DataFrame([dict(label=s.label, fold=s.fold, video=s.video, crop=s.crop, start=s.start, end=s.end,
@@ -257,15 +584,15 @@ def _resample(fi: np.ndarray, vfps: float, start: int, end: int, fps: float) -> 
 def build_sequences(labels: pd.DataFrame, features: dict, scheme: str = 'seed', fps: float|None = None,
                     window: int|None = None, hop: int|None = None, min_window: int|None = None,
                     classes: list[str]|None = None) -> SequenceSet:
-    """Labelled sequences from a checked label table and feature stores keyed by (video, crop).
-    Rows whose behaviour has no class in `scheme` are left out; `classes` fixes the class list (default: the
-    classes present, sorted)."""
+    """Labelled sequences from a label table (checked again by `check_labels`) and feature stores keyed by (video, crop).
+    Rows whose behaviour has no class in `scheme`, or whose class is not among `classes`, are skipped: listed in
+    a `LabelWarning` and in `SequenceSet.skipped`. `classes` fixes the class list (default: the classes present, sorted)."""
     cmap = class_map(scheme)
-    src = labels.attrs.get('source', '<labels>')
-    if 'crop' not in labels.columns: labels = read_labels(labels)
-    rows = [r for r in labels.to_dict('records') if (r['behavior'] in cmap or scheme == 'fine')]
-    for r in rows: r['crop'] = r['crop'] if isinstance(r['crop'], str) and r['crop'] else None
-    if not rows: raise LabelError(f"{src}: no row has a behaviour with a {scheme!r} class")
+    src = labels.attrs.get('source') or '<labels>'
+    chk = check_labels(labels, classes=scheme if classes is None else list(classes), scheme=scheme, name=src)
+    rows = chk.rows.to_dict('records')
+    if not rows: raise LabelError(f"{src}: no row has a behaviour with a {scheme!r} class"
+                                  + (f" among {', '.join(classes)}" if classes is not None else ''))
     stores, errs = {}, []
     for r in rows:
         key = (r['video'], r['crop'])
@@ -298,11 +625,10 @@ def build_sequences(labels: pd.DataFrame, features: dict, scheme: str = 'seed', 
             inside = inside[_resample(fi[inside], vf, r['start_frame'], r['end_frame'], fps)]
         x = np.ascontiguousarray(np.asarray(F.features)[inside], dtype=np.float32)
         label = cmap.get(r['behavior'], r['behavior'])
-        if label not in classes: continue
         seqs.append(Sequence(x, label, int(r['fold']), r['video'], int(r['start_frame']), int(r['end_frame']),
                              r['crop'], fi[inside], r['behavior']))
     if errs: raise LabelError(f"{len(errs)} problem(s) building sequences:\n  " + '\n  '.join(errs))
-    ss = SequenceSet(seqs, list(classes), float(fps), next(iter(bbs)) if bbs else 'unknown')
+    ss = SequenceSet(seqs, list(classes), float(fps), next(iter(bbs)) if bbs else 'unknown', chk.skipped)
     return window_sequences(ss, window, hop, min_window) if window else ss
 
 def window_sequences(ss: SequenceSet, window: int, hop: int|None = None, min_window: int|None = None) -> SequenceSet:
@@ -321,7 +647,7 @@ def window_sequences(ss: SequenceSet, window: int, hop: int|None = None, min_win
             en = int(fi[-1]) + 1 if fi is not None else s.start + b
             out.append(Sequence(s.x[a:b], s.label, s.fold, s.video, st, en, s.crop, fi, s.behavior))
             if b == T: break
-    return SequenceSet(out, list(ss.classes), ss.fps, ss.backbone)
+    return SequenceSet(out, list(ss.classes), ss.fps, ss.backbone, ss.skipped)
 
 # %% ../nbs/05_sequences.ipynb #e4b052e5
 def _store_attrs(p) -> dict:
@@ -352,9 +678,22 @@ def stores_for(paths) -> dict:
 def frame_counts(stores: dict) -> dict[str, int]:
     "{video file name: frame count} from the stores' `attrs['video_frame_count']` (for `read_labels(videos=...)`)."
     out = {}
-    for (v, _), p in stores.items():
+    for k, p in stores.items():
         n = _store_attrs(p).get('video_frame_count')
-        if n is not None: out[v] = int(n)
+        if n is not None: out[k[0] if isinstance(k, tuple) else k] = int(n)
+    return out
+
+def video_rates(stores: dict) -> dict[str, float]:
+    """{video file name: frame rate} from the stores' `attrs['video_fps']` (the rate measured when the features were
+    extracted), for `read_label_file(video_fps=...)`. Stores of one video that disagree are an error."""
+    out, errs = {}, []
+    for k, p in stores.items():
+        a = _store_attrs(p); r = a.get('video_fps', getattr(p, 'fps', None))
+        if r is None: continue
+        v, r = (k[0] if isinstance(k, tuple) else k), float(r)
+        if v in out and abs(out[v] - r) > 1e-6 * r: errs.append(f"{p}: {v} at {r:g} fps, but another store says {out[v]:g} fps")
+        else: out[v] = r
+    if errs: raise LabelError('\n  '.join([f"{len(errs)} problem(s) with feature stores:"] + errs))
     return out
 
 # %% ../nbs/05_sequences.ipynb #c76f22c3
