@@ -170,6 +170,12 @@ def _check_rows(labels: pd.DataFrame, videos, classes, name, behaviors, scheme, 
         rows.append(dict(video=video, start_frame=s, end_frame=e, behavior=beh, fold=vals['fold'], crop=crop, row=rn))
     return rows, skipped, errs
 
+def _label_frame(rows: list[dict]) -> pd.DataFrame:
+    "Checked rows as a table; `crop` stays a string or None (never NaN)."
+    out = pd.DataFrame(rows, columns=LABEL_ROW_COLUMNS)
+    out['crop'] = pd.Series([r['crop'] for r in rows], index=out.index, dtype=object)
+    return out
+
 def _raise_rows(errs, src, what='bad row(s)'):
     if errs: raise LabelError(f"{len(errs)} {what} in {src}:\n  " + '\n  '.join(m for _, m in sorted(errs, key=lambda x: x[0])))
 
@@ -189,7 +195,7 @@ def check_labels(labels: pd.DataFrame, videos: dict[str, int]|None = None, class
     src = name or labels.attrs.get('source') or '<table>'
     rows, skipped, errs = _check_rows(labels, videos, classes, src, behaviors, scheme, unknown_videos)
     _raise_rows(errs, src)
-    out = pd.DataFrame(rows, columns=LABEL_ROW_COLUMNS)
+    out = _label_frame(rows)
     out.attrs.update({k: v for k, v in labels.attrs.items() if isinstance(v, (str, int, float))}); out.attrs['source'] = src
     chk = LabelCheck(out, pd.DataFrame(skipped, columns=SKIPPED_COLUMNS), src)
     if skipped: warnings.warn(chk.report(), LabelWarning, stacklevel=2)
@@ -450,7 +456,7 @@ def read_boris(path, fps: float|None = None, fold: int = 0, videos: dict[str, in
                                        "the bouts of all of them are kept", LabelWarning, stacklevel=2)
     if not rows: raise LabelError(f"{src}: no state events (bouts)" + (f" of subject {subject!r}" if subject is not None else '')
                                   + (f"; {n_points} point event(s) ignored" if n_points else ''))
-    res = pd.DataFrame(rows, columns=LABEL_ROW_COLUMNS)
+    res = _label_frame(rows)
     res.attrs.update(source=src, layout=layout, subject=str(subject if subject is not None else subjects[0]),
                      point_events=n_points)
     return res
@@ -591,6 +597,7 @@ def build_sequences(labels: pd.DataFrame, features: dict, scheme: str = 'seed', 
     src = labels.attrs.get('source') or '<labels>'
     chk = check_labels(labels, classes=scheme if classes is None else list(classes), scheme=scheme, name=src)
     rows = chk.rows.to_dict('records')
+    for r in rows: r['crop'] = r['crop'] if isinstance(r['crop'], str) and r['crop'] else None
     if not rows: raise LabelError(f"{src}: no row has a behaviour with a {scheme!r} class"
                                   + (f" among {', '.join(classes)}" if classes is not None else ''))
     stores, errs = {}, []

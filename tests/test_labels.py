@@ -364,6 +364,7 @@ def boris_tables(draw):
 def assert_checked(t, videos):
     assert list(t.columns) == LABEL_ROW_COLUMNS and len(t)
     assert (t.start_frame >= 0).all() and (t.end_frame > t.start_frame).all()
+    assert all(c is None or isinstance(c, str) for c in t.crop)
     if videos: assert all(v in videos and e <= videos[v] for v, e in zip(t.video, t.end_frame))
     again = check_labels(t, videos).rows
     assert again.values.tolist() == t.values.tolist()
