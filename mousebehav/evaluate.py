@@ -4,16 +4,17 @@
 
 # %% ../nbs/07_evaluate.ipynb #23d12368
 from __future__ import annotations
-import json, os, sys, time, platform
+import json, os, sys, time, platform, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['DATASETS', 'DEFAULT_STRIDE', 'USER_ERRORS', 'EvaluationError', 'metrics', 'plot_confusion', 'cross_validate',
-           'pool_mean_std', 'LogRegModel', 'baseline_logreg', 'baseline_trees', 'lstm_fns', 'bouts', 'stabilise',
-           'ethogram_table', 'write_json', 'bouts_path', 'write_ethogram', 'class_colours', 'plot_ethogram', 'crop_of',
-           'default_features_dir', 'limit_rows', 'stride_dir', 'dataset_features', 'classify_benchmark',
-           'torch_threads', 'results_table', 'predict_video', 'evaluate_model', 'add_bench', 'add_cli']
+__all__ = ['DATASETS', 'DEFAULT_STRIDE', 'USER_ERRORS', 'EvaluationError', 'check_probabilities', 'metrics', 'plot_confusion',
+           'cross_validate', 'pool_mean_std', 'LogRegModel', 'baseline_logreg', 'baseline_trees', 'lstm_fns', 'bouts',
+           'stabilise', 'ethogram_table', 'write_json', 'bouts_path', 'write_ethogram', 'class_colours',
+           'plot_ethogram', 'crop_of', 'default_features_dir', 'limit_rows', 'stride_dir', 'dataset_features',
+           'classify_benchmark', 'torch_threads', 'results_table', 'predict_video', 'evaluate_model', 'skipped_lines',
+           'add_bench', 'add_cli']
 
 # %% ../nbs/07_evaluate.ipynb #990ea18e
 import numpy as np
@@ -26,9 +27,30 @@ from .data import fetch, labels_table
 class EvaluationError(ValueError):
     "Bad input to an evaluation: unknown labels, mismatched lengths, a fold with nothing to train on."
 
+def _positions(bad: np.ndarray, names=None, k: int = 5) -> str:
+    "The first `k` of `bad` (positions) as names (`names[i]`, e.g. frames or sequences), and how many there are."
+    s = ', '.join(str(names[i]) if names is not None else str(int(i)) for i in bad[:k])
+    return s + (f", … ({len(bad)} in all)" if len(bad) > k else '')
+
+def check_probabilities(p, what: str = 'probabilities', names=None) -> np.ndarray:
+    """`p` as a float (N, C) array, or `EvaluationError` naming `what` and the rows (`names[i]`: a frame number or a
+    sequence, default the row index) whose probabilities are not finite numbers (NaN or ±inf): such rows are never
+    scored or written (their argmax would silently count as the first class)."""
+    p = np.asarray(p, float)
+    if p.ndim != 2: raise EvaluationError(f"{what}: probabilities must be (N, C), got shape {p.shape}")
+    bad = np.flatnonzero(~np.isfinite(p).all(1))
+    if len(bad): raise EvaluationError(f"{what}: {len(bad)} of {len(p)} probability row(s) are not finite numbers "
+                                       f"(NaN or inf): {_positions(bad, names)}; nothing was scored")
+    return p
+
 def _as_index(y, classes: list[str], what: str) -> np.ndarray:
     "Class names or class indices → indices into `classes`."
     y = np.asarray(y)
+    if y.dtype.kind == 'f':
+        bad = np.flatnonzero(~np.isfinite(y))
+        if len(bad): raise EvaluationError(f"{what}: {len(bad)} value(s) are not finite numbers (NaN or inf), at positions {_positions(bad)}")
+        if (y != np.round(y)).any(): raise EvaluationError(f"{what}: class indices must be whole numbers")
+        y = y.astype(np.int64)
     if y.dtype.kind in 'iu':
         bad = (y < 0) | (y >= len(classes))
         if bad.any(): raise EvaluationError(f"{what}: class index {y[bad][0]} outside 0..{len(classes)-1}")
@@ -89,6 +111,10 @@ def _fold_split(folds: np.ndarray, k) -> tuple[np.ndarray, np.ndarray]:
     assert not set(te.tolist()) & set(tr.tolist())
     return tr, te
 
+def _seq_name(s) -> str:
+    "'video [crop] frames a–b' of a sequence, for messages."
+    return f"{s.video}{f' crop {s.crop}' if s.crop else ''} frames {int(s.start)}–{int(s.end) - 1}"
+
 def _seq_info(s) -> dict:
     return {'video': s.video, 'crop': s.crop, 'fold': int(s.fold), 'start': int(s.start), 'end': int(s.end)}
 
@@ -108,6 +134,7 @@ def cross_validate(seqset, fit_fn, predict_fn, folds=None, progress: bool = Fals
         p = np.asarray(predict_fn(model, seqset.subset(te)), float); t2 = time.perf_counter()
         if p.shape != (len(te), len(classes)):
             raise EvaluationError(f"fold {k}: predict_fn returned shape {p.shape}, expected {(len(te), len(classes))}")
+        check_probabilities(p, f"{name or 'model'} fold {k}", [_seq_name(seqset.sequences[i]) for i in te])
         P[te] = p
         mk = metrics(y[te], p.argmax(1), classes)
         per_fold.append({'fold': int(k), 'n_train': int(len(tr)), 'n_test': int(len(te)),
@@ -177,27 +204,37 @@ def _lstm_config(config='improved', **overrides):
     return replace(config, **{k: v for k, v in overrides.items() if v is not None})
 
 # %% ../nbs/07_evaluate.ipynb #6c31b40d
-def bouts(labels, probs=None, fps: float = 1.0, classes=None, frames=None) -> pd.DataFrame:
+def bouts(labels, probs=None, fps: float = 1.0, classes=None, frames=None, times=None) -> pd.DataFrame:
     """Runs of identical consecutive labels → DataFrame(behavior, start, end, duration, mean_probability,
-    start_frame, end_frame). Times in seconds (`frame / fps`), `end`/`end_frame` exclusive, so the bouts tile
-    the video; `mean_probability` is the mean probability of the bout's label over its frames (NaN without `probs`)."""
+    start_frame, end_frame). Times in seconds: `times` (T,) gives each label's real time (e.g. the `time_s` of an
+    ethogram table, from the video's timestamps); without it, `frame / fps`. `end`/`end_frame` are exclusive (the
+    next bout's start; after the last label, one median frame interval later), so the bouts tile the video;
+    `mean_probability` is the mean probability of the bout's label over its frames (NaN without `probs`)."""
     labels = np.asarray(labels).astype(str); T = len(labels)
     frames = np.arange(T) if frames is None else np.asarray(frames)
     if len(frames) != T: raise EvaluationError(f"{len(frames)} frame numbers for {T} labels")
     if probs is not None:
-        probs = np.asarray(probs, float); classes = [str(c) for c in classes]
+        classes = [str(c) for c in classes]
+        probs = check_probabilities(probs, 'bouts', frames)
         if probs.shape != (T, len(classes)): raise EvaluationError(f"probs shape {probs.shape} does not fit {T} frames × {len(classes)} classes")
     cols = ['behavior', 'start', 'end', 'duration', 'mean_probability', 'start_frame', 'end_frame']
     if T == 0: return pd.DataFrame(columns=cols)
+    step = int(frames[1] - frames[0]) if T > 1 else 1
+    if times is None: t = frames / float(fps); t_end = (int(frames[-1]) + step) / float(fps)
+    else:
+        t = np.asarray(times, float)
+        if t.shape != (T,): raise EvaluationError(f"{len(t)} times for {T} labels")
+        if not np.isfinite(t).all() or (np.diff(t) <= 0).any(): raise EvaluationError("times must be finite and increasing")
+        t_end = t[-1] + (float(np.median(np.diff(t))) if T > 1 else step / float(fps))
     cut = np.flatnonzero(labels[1:] != labels[:-1]) + 1
     starts, ends = np.r_[0, cut], np.r_[cut, T]
-    step = int(frames[1] - frames[0]) if T > 1 else 1
     rows = []
     for a, b in zip(starts, ends):
         lab = labels[a]
         mp = float(probs[a:b, classes.index(lab)].mean()) if probs is not None and lab in classes else float('nan')
         f0, f1 = int(frames[a]), int(frames[b - 1]) + step
-        rows.append((lab, f0 / fps, f1 / fps, (f1 - f0) / fps, mp, f0, f1))
+        s, e = float(t[a]), float(t[b]) if b < T else float(t_end)
+        rows.append((lab, s, e, e - s, mp, f0, f1))
     return pd.DataFrame(rows, columns=cols)
 
 # %% ../nbs/07_evaluate.ipynb #5549df48
@@ -205,6 +242,7 @@ def stabilise(probs, threshold: float = 0.6, min_frames: int = 3, causal: bool =
     "Per-frame class indices from `(T, C)` probabilities with hysteresis (see above)."
     probs = np.asarray(probs, float)
     if probs.ndim != 2 or len(probs) == 0: raise EvaluationError(f"probs must be a non-empty (T, C) array, got shape {probs.shape}")
+    check_probabilities(probs, 'stabilise')
     if min_frames < 1: raise EvaluationError(f"min_frames must be >= 1, got {min_frames}")
     top = probs.argmax(1); ptop = probs.max(1)
     out = np.empty(len(probs), np.int64); cur = int(top[0]); cand, run = -1, 0
@@ -220,14 +258,20 @@ def stabilise(probs, threshold: float = 0.6, min_frames: int = 3, causal: bool =
     return out
 
 # %% ../nbs/07_evaluate.ipynb #ceb2b45b
-def ethogram_table(probs, classes, fps: float, frames=None, labels=None) -> pd.DataFrame:
-    "Per-frame table `frame, time_s, label, p_<class>…`; `labels` (indices or names) default to the argmax."
-    probs = np.asarray(probs, float); classes = [str(c) for c in classes]
-    if probs.ndim != 2 or probs.shape[1] != len(classes):
-        raise EvaluationError(f"probs shape {probs.shape} does not fit {len(classes)} classes")
+def ethogram_table(probs, classes, fps: float, frames=None, labels=None, times=None) -> pd.DataFrame:
+    """Per-frame table `frame, time_s, label, p_<class>…`; `labels` (indices or names) default to the argmax.
+    `time_s` is `times` (T,) when given — the frames' real times, `mousebehav.video.frame_times` — else `frame / fps`.
+    Probabilities that are not finite numbers raise `EvaluationError` naming the frames."""
+    classes = [str(c) for c in classes]
     frames = np.arange(len(probs)) if frames is None else np.asarray(frames, np.int64)
+    probs = check_probabilities(probs, 'ethogram', frames)
+    if probs.shape[1] != len(classes):
+        raise EvaluationError(f"probs shape {probs.shape} does not fit {len(classes)} classes")
+    if len(frames) != len(probs): raise EvaluationError(f"{len(frames)} frame numbers for {len(probs)} probability rows")
+    t = frames / float(fps) if times is None else np.asarray(times, float)
+    if t.shape != frames.shape: raise EvaluationError(f"{len(t)} times for {len(frames)} frames")
     lab = probs.argmax(1) if labels is None else _as_index(labels, classes, 'labels')
-    df = pd.DataFrame({'frame': frames, 'time_s': frames / float(fps), 'label': np.asarray(classes, object)[lab]})
+    df = pd.DataFrame({'frame': frames, 'time_s': t, 'label': np.asarray(classes, object)[lab]})
     for i, c in enumerate(classes): df[f'p_{c}'] = probs[:, i]
     df.attrs['fps'] = float(fps)
     return df
@@ -251,14 +295,24 @@ def bouts_path(path) -> Path:
     "Where the bouts CSV of ethogram CSV `path` goes: `<stem>_bouts.csv` next to it."
     path = Path(path); return path.with_name(f'{path.stem}_bouts.csv')
 
+def _rounded(df: pd.DataFrame) -> pd.DataFrame:
+    "Times to the microsecond, probabilities to 5 decimals (a fixed number of significant digits would blur the times of a long video)."
+    df = df.copy()
+    for c in df.columns:
+        if c in ('time_s', 'start', 'end', 'duration'): df[c] = df[c].astype(float).round(6)
+        elif c.startswith('p_') or c == 'mean_probability': df[c] = df[c].astype(float).round(5)
+    return df
+
 def write_ethogram(table: pd.DataFrame, path, fps: float|None = None) -> tuple[Path, Path]:
-    "Write the per-frame `table` to `path` and its bouts to `<stem>_bouts.csv`, each atomically."
+    """Write the per-frame `table` to `path` and its bouts to `<stem>_bouts.csv`, each atomically. Bout times come
+    from the table's `time_s` (the frames' real times)."""
     fps = fps or table.attrs.get('fps')
     if not fps: raise EvaluationError("write_ethogram needs the frame rate (fps)")
     classes = [c[2:] for c in table.columns if c.startswith('p_')]
-    b = bouts(table.label.values, table[[f'p_{c}' for c in classes]].values, fps, classes, table.frame.values)
-    p = _atomic_csv(table, path, float_format='%.5g')
-    return p, _atomic_csv(b, bouts_path(path), float_format='%.5g')
+    b = bouts(table.label.values, table[[f'p_{c}' for c in classes]].values, fps, classes, table.frame.values,
+              times=table.time_s.values)
+    p = _atomic_csv(_rounded(table), path)
+    return p, _atomic_csv(_rounded(b), bouts_path(path))
 
 # %% ../nbs/07_evaluate.ipynb #36fbeb11
 def class_colours(classes) -> dict:
@@ -285,7 +339,7 @@ def plot_ethogram(table: pd.DataFrame, classes=None, title: str|None = None, cur
         axs[0].legend(loc='upper left', bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     ax = axs[-1]; rows = list(classes) + (['(truth)'] if truth is not None else [])
     fps = 1 / dt
-    for b in bouts(table.label.values, fps=fps, frames=table.frame.values).itertuples():
+    for b in bouts(table.label.values, fps=fps, frames=table.frame.values, times=t).itertuples():
         if b.behavior in classes:
             ax.broken_barh([(b.start, b.duration)], (rows.index(b.behavior) - 0.4, 0.8), color=col[b.behavior])
     if truth is not None:
@@ -338,16 +392,49 @@ def stride_dir(features_dir, stride: int = 1) -> Path:
     "Feature folder for stores taken every `stride` frames (`DIR` itself for 1, `DIR/every<stride>` otherwise)."
     return Path(features_dir) if stride == 1 else Path(features_dir)/f'every{stride}'
 
-def _cached_or_extract(p, video, backbone, crop, stride, progress=False, **extract_kw) -> Path:
-    "A finished store at `p` with the same backbone and stride is reused as is; otherwise `extract` makes (or refuses) it."
+def _stale(p: Path, fingerprint: str, backbone: str, crop: str, stride: int) -> str|None:
+    "Why the cached store `p` cannot serve (video content, backbone, crop, stride, unfinished, unreadable), or None."
+    import h5py
     from mousebehav import features as F
-    p = Path(p)
+    try:
+        with h5py.File(p, 'r') as f: a = F._attrs(f)
+    except OSError as e: return f"unreadable ({e})"
+    have = a.get('video_fingerprint')
+    if have != fingerprint:
+        return 'made before stores recorded their video\'s content' if have is None else 'made from other video content'
+    for k, want in (('backbone', backbone), ('crop', crop), ('stride', stride)):
+        if a.get(k) != want: return f"{k} {a.get(k)!r}, not {want!r}"
+    if not a.get('complete', False): return 'unfinished'
+    try: F.load_features(p)
+    except F.FeatureError as e: return str(e)
+    return None
+
+def _cached_or_extract(p, video, backbone, crop, stride, progress=False, **extract_kw) -> Path:
+    """The cached store at `p` when it was made from this very video content (`mousebehav.video.file_fingerprint`,
+    never the file's name) with `backbone`, `crop` and `stride`, and is finished and sound; otherwise it is rebuilt
+    by `extract` (an unfinished store of the same content resumes). The store records the content it was made from."""
+    import h5py
+    from mousebehav import features as F
+    from mousebehav.video import file_fingerprint, Crop
+    p, c = Path(p), Crop.parse(crop)
+    fp = file_fingerprint(video); want_crop = '' if c is None else str(c)
     if p.exists():
-        try: st = F.load_features(p)
-        except Exception: st = None
-        if st is not None and st.backbone == backbone and int(st.attrs.get('stride', stride)) == stride \
-           and st.attrs.get('complete', True): return p
-    return Path(F.extract(video, p, backbone=backbone, crop=crop, stride=stride, progress=progress, **extract_kw))
+        if _stale(p, fp, backbone, want_crop, stride) is None: return p
+        p.unlink()
+    part = F._partial(p)
+    if part.exists():
+        try:
+            with h5py.File(part, 'r') as f: same = F._attrs(f).get('video_fingerprint') == fp
+        except OSError: same = False
+        if not same: part.unlink()
+    out = Path(F.extract(video, p, backbone=backbone, crop=crop, stride=stride, progress=progress, **extract_kw))
+    if out == p:
+        with h5py.File(p, 'r+') as f:
+            have = F._attrs(f).get('video_fingerprint')
+            if have is None: f.attrs['video_fingerprint'] = fp     # a store kind that does not record it itself
+            elif have != fp:
+                raise F.FeatureError(f"{video}: the file changed while its features were extracted; run again")
+    return out
 
 def dataset_features(dataset: str, labels: pd.DataFrame, features_dir, backbone: str = 'efficientnet_lite0',
                      stride: int = 1, progress: bool = False, **extract_kw) -> dict:
@@ -361,7 +448,7 @@ def dataset_features(dataset: str, labels: pd.DataFrame, features_dir, backbone:
         from tqdm.auto import tqdm
         it = tqdm(keys, desc=f'features {dataset}', unit='store')
     for video, crop in it:
-        p = F.features_path(fdir, folder/video, crop)
+        p = F.features_path(fdir, folder/video, crop, keyed=True)
         out[(video, crop)] = _cached_or_extract(p, folder/video, backbone, crop, stride, progress=False, **extract_kw)
     return out
 
@@ -473,9 +560,11 @@ def predict_video(model, video, crop=None, features_dir=None, threshold: float|N
                   min_frames: int = 1, causal: bool = True, window: int|None = None,
                   progress: bool = False, extract_kw: dict|None = None) -> pd.DataFrame:
     """Per-frame ethogram table (`ethogram_table`) of every frame of `video` by `model` (a `TrainedModel`
-    or a saved model's path). With `threshold`, labels are stabilised (`stabilise(threshold, min_frames)`)."""
+    or a saved model's path); `time_s` is each frame's real time (`mousebehav.video.frame_times`: the container's
+    timestamps). With `threshold`, labels are stabilised (`stabilise(threshold, min_frames)`). Features are cached in
+    `features_dir` under a name holding the video's content key, and reused only for the same content."""
     from mousebehav import lstm as L, features as F
-    from mousebehav.video import probe, Crop
+    from mousebehav.video import probe, frame_times, Crop
     tm = L.load_model(model) if isinstance(model, (str, Path)) else model
     video = Path(video); info = probe(video)
     crop = Crop.parse(crop)
@@ -483,7 +572,7 @@ def predict_video(model, video, crop=None, features_dir=None, threshold: float|N
     crop = None if crop is None else str(crop)
     stride = max(1, int(round(info.fps / tm.fps)))   # feature rows at the model's rate
     fdir = stride_dir(features_dir or default_features_dir(tm.backbone), stride)
-    fp = Path(F.features_path(fdir, video, crop))
+    fp = Path(F.features_path(fdir, video, crop, keyed=True))
     fp = _cached_or_extract(fp, video, tm.backbone, crop, stride, progress=progress, **(extract_kw or {}))
     feats = F.load_features(fp)
     x = np.asarray(feats.features, np.float32); fi = np.asarray(feats.frame_index, np.int64)
@@ -491,29 +580,68 @@ def predict_video(model, video, crop=None, features_dir=None, threshold: float|N
     L.check_features(tm, feats.backbone, x.shape[1], info.fps / step)
     probs = np.asarray(L.predict_frames(tm, x, window=window), float)
     if len(fi) != len(probs): raise EvaluationError(f"{fp}: {len(fi)} frame numbers for {len(probs)} feature rows")
+    check_probabilities(probs, f"{video.name}: the model's output", fi)
+    times = np.asarray(frame_times(video), float)
+    if len(times) != info.frame_count:
+        raise EvaluationError(f"{video}: {len(times)} frame times for {info.frame_count} frames")
     frames = np.arange(info.frame_count)
     take = (np.searchsorted(fi, frames, side='right') - 1).clip(0, len(fi) - 1)
     probs = probs[take]
     labels = None if threshold is None else stabilise(probs, threshold, min_frames, causal)
-    return ethogram_table(probs, tm.classes, info.fps, frames, labels)
+    return ethogram_table(probs, tm.classes, info.fps, frames, labels, times=times)
 
-def evaluate_model(model, labels, features: dict, window: int|None = None) -> dict:
-    """Metrics of a saved model on labelled sequences: `labels` table + `{(video, crop): features path}`.
-    Label rows without a feature store are left out (counted in `skipped_rows`)."""
+def _crop_key(c) -> str|None: return c if isinstance(c, str) and c else None   # no crop: None, '' or NaN
+
+def _skipped_table(rows: pd.DataFrame, reason) -> pd.DataFrame:
+    cols = ['row', 'video', 'behavior', 'reason']
+    if not len(rows): return pd.DataFrame(columns=cols)
+    return pd.DataFrame({'row': rows['row'].values, 'video': rows.video.values, 'behavior': rows.behavior.values,
+                         'reason': reason if isinstance(reason, str) else list(reason)}, columns=cols)
+
+def evaluate_model(model, labels, features: dict, window: int|None = None, subject: str|None = None) -> dict:
+    """Metrics of a saved model on labelled sequences: `labels` (a label table or BORIS export path, read by
+    `sequences.read_label_file`, or a DataFrame) + `{(video, crop): features store}`. Every row goes through the one
+    label checker (`sequences.check_labels`): a wrong row — past the end of its video, bad numbers… — raises
+    `LabelError` naming it. Rows that cannot be scored are skipped, counted and named (`skipped_rows`, and `skipped`:
+    row, video, behavior, reason): rows of a video or crop with no feature store given, and rows whose behaviour has
+    no class among the model's. Probabilities that are not finite numbers raise `EvaluationError`."""
     from mousebehav import lstm as L, sequences as S
+    from mousebehav.features import load_features as load_store
     tm = L.load_model(model) if isinstance(model, (str, Path)) else model
-    labels = S.read_labels(labels)
-    have = {(k if isinstance(k, tuple) else (k, None)) for k in features}
-    keep = [(v, c if isinstance(c, str) and c else None) in have for v, c in zip(labels.video, labels.crop)]   # no crop: None or NaN
-    skipped = int(len(labels) - sum(keep)); labels = labels[keep]
-    if not len(labels): raise EvaluationError(f"no label row has a feature store among the {len(features)} given")
+    features = {(k if isinstance(k, tuple) else (k, None)): v for k, v in features.items()}
+    if isinstance(labels, (str, os.PathLike)):
+        src = str(labels)
+        labels = S.read_label_file(labels, video_fps=S.video_rates(features) or None, subject=subject)
+    else: src = labels.attrs.get('source', '<labels>')
     scheme = getattr(tm, 'scheme', None) or _guess_scheme(tm.classes)
-    seqs = S.build_sequences(labels, features, scheme=scheme, fps=tm.fps, window=window, classes=list(tm.classes))
-    if not len(seqs.sequences): raise EvaluationError(f"no labelled sequence belongs to the model's classes {tm.classes}")
+    rows = S.check_labels(labels, name=src).rows
+    crops = [_crop_key(c) for c in rows.crop] if 'crop' in rows.columns else [None] * len(rows)
+    has = np.array([(v, c) in features for v, c in zip(rows.video, crops)], bool)
+    videos = {v for v, _ in features}
+    why = [('no feature store given for this video' if v not in videos else
+            f"no feature store given for {'crop ' + c if c else 'the whole frame'} of this video")
+           for v, c, h in zip(rows.video, crops, has) if not h]
+    nostore = _skipped_table(rows[~has], why)
+    kept = rows[has]
+    if not len(kept): raise EvaluationError(f"{src}: no label row has a feature store among the {len(features)} given")
+    counts = S.frame_counts(features)
+    for (v, _), f in features.items():      # a store that does not record its video's length: up to its last row
+        if v not in counts:
+            fi = (load_store(f) if isinstance(f, (str, os.PathLike)) else f).frame_index
+            counts[v] = int(np.max(fi)) + 1
+    chk = S.check_labels(kept, videos=counts, classes=list(tm.classes), scheme=scheme, name=src)   # rows past the end raise
+    parts = [t for t in (nostore, _skipped_table(chk.skipped, chk.skipped.reason)) if len(t)]
+    skipped = pd.concat(parts, ignore_index=True).sort_values('row', kind='stable') if parts else nostore
+    if not len(chk.rows): raise EvaluationError(f"{src}: no label row has a behaviour among the model's classes {tm.classes}")
+    seqs = S.build_sequences(chk.rows, features, scheme=scheme, fps=tm.fps, window=window, classes=list(tm.classes))
     L.check_features(tm, seqs.backbone, seqs.sequences[0].x.shape[1], seqs.fps)
-    p = np.asarray(L.predict_proba(tm, seqs))
+    p = check_probabilities(L.predict_proba(tm, seqs), f"{Path(str(model)).name if isinstance(model, (str, Path)) else 'model'} on {src}",
+                            [_seq_name(s) for s in seqs.sequences])
     res = metrics(seqs.y, p.argmax(1), tm.classes)
-    res['n_sequences'] = len(seqs.sequences); res['skipped_rows'] = skipped
+    res['n_sequences'] = len(seqs.sequences)
+    res['skipped_rows'] = int(len(skipped))
+    res['skipped'] = [{'row': int(r.row), 'video': str(r.video), 'behavior': str(r.behavior), 'reason': str(r.reason)}
+                      for r in skipped.itertuples()]
     res['predictions'] = [_seq_info(s) | {'true': tm.classes[seqs.y[i]], 'pred': tm.classes[int(p[i].argmax())]}
                           for i, s in enumerate(seqs.sequences)]
     return res
@@ -536,14 +664,23 @@ def _cmd_bench_classify(args) -> int:
           + (f"; model {args.save_model}" if args.save_model else ''))
     return 0
 
+def skipped_lines(skipped: list[dict], most: int = 20) -> list[str]:
+    "Lines naming skipped label rows (`evaluate_model`'s `skipped`), the first `most` of them."
+    out = [f"  row {s['row']}: {s['video']}, {s['behavior']}: {s['reason']}" for s in skipped[:most]]
+    if len(skipped) > most: out.append(f"  … and {len(skipped) - most} more")
+    return out
+
 def _cmd_evaluate(args) -> int:
     from mousebehav import sequences as S
     stores = S.stores_for(args.features)
-    labels = S.read_labels(args.labels)
-    res = evaluate_model(args.model, labels, stores, window=args.window)
+    with warnings.catch_warnings():          # the skipped rows are printed below and written to metrics.json
+        warnings.simplefilter('ignore', S.LabelWarning)
+        res = evaluate_model(args.model, args.labels, stores, window=args.window, subject=args.subject)
     print(f"{res['n_sequences']} sequences: accuracy {res['accuracy']:.3f}, macro-F1 {res['macro_f1']:.3f}")
     for c, d in res['per_class'].items():
         print(f"  {c:20s} precision {d['precision']:.3f}  recall {d['recall']:.3f}  f1 {d['f1']:.3f}  n {d['support']}")
+    print(f"skipped_rows {res['skipped_rows']}" + (':' if res['skipped_rows'] else ''))
+    for line in skipped_lines(res['skipped']): print(line)
     if args.out:
         out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
         write_json(res | {'model': str(args.model), 'labels': str(args.labels)}, out/'metrics.json')
@@ -588,7 +725,9 @@ def add_bench(sub):
 def add_cli(sub):
     p = sub.add_parser('evaluate', help='metrics of a saved model on labelled feature stores')
     p.add_argument('model', metavar='MODEL'); p.add_argument('features', nargs='+', metavar='FEATURES')
-    p.add_argument('--labels', required=True, metavar='CSV', help='label table (video, start_frame, end_frame, behavior, fold, crop…)')
+    p.add_argument('--labels', required=True, metavar='CSV', help='label table (video, start_frame, end_frame, behavior, fold, crop…) '
+                   'or a BORIS export (aggregated or tabular events)')
+    p.add_argument('--subject', default=None, metavar='NAME', help='the subject to read from a BORIS export with several')
     p.add_argument('--out', default=None, metavar='DIR', help='write metrics.json and confusion.png here')
     p.add_argument('--window', type=int, default=None, help='cut sequences into windows of N frames')
     p.set_defaults(func=_cmd_evaluate)

@@ -11,9 +11,9 @@ from typing import Iterable, Iterator
 
 # %% auto #0
 __all__ = ['BACKBONES', 'FILL', 'CHECKED', 'USER_ERRORS', 'FeatureError', 'WeightsError', 'BackboneSpec', 'Backbone',
-           'file_sha256', 'pick_device', 'load_backbone', 'prepare_crop', 'features_path', 'Features', 'load_features',
-           'default_threads', 'extract', 'extract_many', 'crops_for', 'add_cli', 'bare_fps', 'bench_extract',
-           'add_bench']
+           'file_sha256', 'pick_device', 'load_backbone', 'prepare_crop', 'content_key', 'features_path', 'Features',
+           'check_store', 'load_features', 'default_threads', 'extract', 'extract_many', 'crops_for', 'add_cli',
+           'bare_fps', 'bench_extract', 'add_bench']
 
 # %% ../nbs/04_features.ipynb #4f096504
 import cv2
@@ -76,8 +76,9 @@ class Backbone(nn.Module):
 _sha_cache: dict = {}
 
 def file_sha256(path) -> str:
-    "SHA-256 of a file (cached by path, size and modification time)."
-    p = Path(path); st = p.stat(); key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    "SHA-256 of a file (cached in this process by path, size, modification time and `file_fingerprint`)."
+    from mousebehav.video import file_fingerprint
+    p = Path(path); st = p.stat(); key = (str(p.resolve()), st.st_size, st.st_mtime_ns, file_fingerprint(p))
     if key not in _sha_cache:
         h = hashlib.sha256()
         with open(p, 'rb') as f:
@@ -223,10 +224,19 @@ def prepare_crop(frame: np.ndarray, mask: np.ndarray|None, bbox, size: int, fill
     return out
 
 # %% ../nbs/04_features.ipynb #4b872570
-def features_path(out_dir, video, crop=None) -> Path:
-    "Where the feature store of `video` (or of its `crop` panel) lives in `out_dir`."
+def content_key(video) -> str:
+    "A short key (10 hex digits) of the video file's content (`mousebehav.video.file_fingerprint`), never of its name."
+    from mousebehav.video import file_fingerprint
+    return hashlib.sha1(file_fingerprint(video).encode()).hexdigest()[:10]
+
+def features_path(out_dir, video, crop=None, keyed: bool = False) -> Path:
+    """Where the feature store of `video` (or of its `crop` panel) lives in `out_dir`: `<stem>[__x0-y0-x1-y1].h5`.
+    `keyed` adds the video's `content_key` (`<stem>[__x0-y0-x1-y1]__<key>.h5`): the feature caches use it, so that
+    two videos with one file name (`cam1.mp4` in two session folders) get two stores, and so does a video replaced
+    in place by other content."""
     c = Crop.parse(crop)
     stem = Path(video).stem + ('' if c is None else f'__{c.x0}-{c.y0}-{c.x1}-{c.y1}')
+    if keyed: stem += f'__{content_key(video)}'
     return Path(out_dir)/f'{stem}.h5'
 
 def _partial(path: Path) -> Path: return path.with_name(path.stem + '.partial.h5')
@@ -253,8 +263,52 @@ def _attrs(f) -> dict:
         out[k] = v
     return out
 
+def _frames_named(frames, k: int = 5) -> str:
+    "'frames 3, 4, 9' or 'frames 3, 4, 9, 10, 11, … (57 rows)'."
+    s = ', '.join(str(int(i)) for i in frames[:k])
+    return f"frame{'s' if len(frames) > 1 else ''} {s}" + (f", … ({len(frames)} rows)" if len(frames) > k else '')
+
+def check_store(F, name=None):
+    """Raise `FeatureError` naming the store (`name`, default `F.path`) and the rows when a loaded store (`Features`
+    or alike: `features`, `frame_index`, optional `bbox`, `attrs`) holds numbers that are not finite (NaN, ±inf),
+    frame numbers that are negative, not increasing or past the video's end, or boxes outside the frame. Returns `F`."""
+    name = name or getattr(F, 'path', '') or '<features>'
+    x, fi = np.asarray(F.features), np.asarray(F.frame_index)
+    a = getattr(F, 'attrs', None) or {}
+    bb = getattr(F, 'bbox', None)
+    if x.ndim != 2: raise FeatureError(f"{name}: features must be (T, D), got shape {x.shape}")
+    T, errs = len(x), []
+    if fi.shape != (T,): raise FeatureError(f"{name}: {T} feature rows but frame_index of shape {fi.shape}")
+    if fi.dtype.kind not in 'iu': raise FeatureError(f"{name}: frame_index holds {fi.dtype} numbers, not integers")
+    bad = np.flatnonzero(~np.isfinite(x).all(1))
+    if len(bad): errs.append(f"{len(bad)} feature row(s) hold numbers that are not finite (NaN or inf) at {_frames_named(fi[bad])}")
+    bad = np.flatnonzero(fi < 0)
+    if len(bad): errs.append(f"negative frame numbers in {len(bad)} row(s) (rows {', '.join(map(str, bad[:5]))})")
+    bad = np.flatnonzero(np.diff(fi) <= 0) + 1
+    if len(bad): errs.append(f"frame numbers not increasing at {len(bad)} row(s): {_frames_named(fi[bad])} come after {_frames_named(fi[bad - 1])}")
+    n = a.get('video_frame_count')
+    if n is not None and T:
+        bad = np.flatnonzero(fi >= int(n))
+        if len(bad): errs.append(f"{len(bad)} row(s) past the end of the {int(n)}-frame video: {_frames_named(fi[bad])}")
+    fps = a.get('video_fps')
+    if fps is not None and not (np.isfinite(float(fps)) and float(fps) > 0): errs.append(f"video_fps {fps!r} is not a positive number")
+    if bb is not None:
+        bb = np.asarray(bb)
+        if bb.shape != (T, 4): errs.append(f"bbox of shape {bb.shape} for {T} rows (needs ({T}, 4))")
+        else:
+            W, H = a.get('width'), a.get('height')
+            none = (bb < 0).all(1)          # [-1, -1, -1, -1]: no box in this frame
+            ok = (bb[:, 0] >= 0) & (bb[:, 1] >= 0) & (bb[:, 0] <= bb[:, 2]) & (bb[:, 1] <= bb[:, 3])
+            if W is not None and H is not None: ok &= (bb[:, 2] <= int(W)) & (bb[:, 3] <= int(H))
+            bad = np.flatnonzero(~(ok | none))
+            if len(bad): errs.append(f"{len(bad)} box(es) outside the {W}×{H} frame or upside down at {_frames_named(fi[bad])} "
+                                     f"(first: {bb[bad[0]].tolist()})")
+    if errs: raise FeatureError(f"{name}: " + '; '.join(errs) + "; extract this store again (delete it first)")
+    return F
+
 def load_features(path, allow_partial: bool = False) -> Features:
-    "Read a feature store (refuses an incomplete one unless `allow_partial`)."
+    """Read a feature store (refuses an incomplete one unless `allow_partial`), checked by `check_store`:
+    a store with NaN/inf features, broken frame numbers or boxes raises `FeatureError` naming it and the rows."""
     p = Path(path)
     if not p.exists():
         hint = f" (an unfinished run left {_partial(p).name}: run extract again to finish it)" if _partial(p).exists() else ''
@@ -264,16 +318,25 @@ def load_features(path, allow_partial: bool = False) -> Features:
             a = _attrs(f); n = int(a.get('n_done', len(f['features'])))
             if not a.get('complete', False) and not allow_partial:
                 raise FeatureError(f"{p}: incomplete feature store ({n} of the frames written); run extract again to finish it")
-            return Features(f['features'][:n], f['frame_index'][:n], f['bbox'][:n], a, float(a['video_fps']),
-                            str(a['backbone']), f['detected'][:n] if 'detected' in f else None, str(p))
-    except (OSError, KeyError) as e: raise FeatureError(f"{p}: not a mousebehav feature store ({e})") from None
+            F = Features(f['features'][:n], f['frame_index'][:n], f['bbox'][:n], a, float(a['video_fps']),
+                         str(a['backbone']), f['detected'][:n] if 'detected' in f else None, str(p))
+    except (OSError, KeyError, TypeError, ValueError) as e: raise FeatureError(f"{p}: not a mousebehav feature store ({e})") from None
+    return check_store(F)
 
 # %% ../nbs/04_features.ipynb #fdd430e7
 CHECKED = ('backbone', 'weights_sha256', 'input_size', 'feature_dim', 'fill', 'dtype', 'precision', 'segmentation',
-           'segmentation_params', 'video_name', 'video_bytes', 'video_frame_count', 'width', 'height', 'crop', 'stride')
+           'segmentation_params', 'video_name', 'video_bytes', 'video_fingerprint', 'video_frame_count', 'width', 'height',
+           'crop', 'stride')
 
 def _mismatch(have: dict, want: dict) -> list[str]:
-    return [f"{k}: store has {have.get(k)!r}, this run {want[k]!r}" for k in CHECKED if k in want and have.get(k) != want[k]]
+    out = []
+    for k in CHECKED:
+        if k not in want or have.get(k) == want[k]: continue
+        if k == 'video_fingerprint':
+            out.append(f"video content: the store was made from {'a video whose content it does not record' if have.get(k) is None else 'other content'} "
+                       f"than this {want.get('video_name', 'video')} (another video with the same file name, or this file changed since)")
+        else: out.append(f"{k}: store has {have.get(k)!r}, this run {want[k]!r}")
+    return out
 
 class _Store:
     "Incremental writer of `<path>.partial.h5`, resuming a compatible partial store."
@@ -449,6 +512,7 @@ def _run(batches, total_rows: int, out: Path, bb: Backbone, settings: dict, segf
 # %% ../nbs/04_features.ipynb #39264bdd
 def _settings(bb: Backbone, info: VideoInfo, video, crop, stride, dtype, prec, segdesc, batch_size) -> dict:
     from mousebehav import __version__
+    from mousebehav.video import file_fingerprint
     c = Crop.parse(crop)
     w, h = (c.size if c is not None else (info.width, info.height))
     return dict(backbone=bb.spec.name, weights=str(bb.weights), weights_sha256=bb.weights_sha256,
@@ -456,6 +520,7 @@ def _settings(bb: Backbone, info: VideoInfo, video, crop, stride, dtype, prec, s
                 mean=list(bb.spec.mean), std=list(bb.spec.std), fill=FILL, dtype=np.dtype(dtype).name, precision=prec,
                 **segdesc, video=str(Path(video).resolve()), video_name=Path(video).name,
                 video_bytes=Path(video).stat().st_size if Path(video).exists() else -1,
+                video_fingerprint=file_fingerprint(video) if Path(video).exists() else '',
                 video_fps=float(info.fps), video_frame_count=int(info.frame_count), width=int(w), height=int(h),
                 crop=str(c) if c is not None else '', stride=int(stride), batch_size=int(batch_size),
                 device=str(bb.device), mousebehav_version=__version__)
@@ -463,8 +528,10 @@ def _settings(bb: Backbone, info: VideoInfo, video, crop, stride, dtype, prec, s
 _BB_CACHE: dict = {}
 
 def _cached_backbone(name, weights, device, progress) -> Backbone:
-    "One loaded backbone per (name, weights file, device) and process: many short videos do not reload it."
-    key = (name, None if weights is None else str(Path(weights).resolve()), str(device))
+    "One loaded backbone per (name, weights file and its content, device) and process: many short videos do not reload it."
+    from mousebehav.video import file_fingerprint
+    w = None if weights is None else Path(weights)
+    key = (name, None if w is None else (str(w.resolve()), file_fingerprint(w) if w.exists() else None), str(device))
     if key not in _BB_CACHE:
         if len(_BB_CACHE) >= 2: _BB_CACHE.clear()
         _BB_CACHE[key] = load_backbone(name, weights, device, progress=progress)

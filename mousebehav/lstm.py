@@ -10,9 +10,9 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['POOLINGS', 'OPTIMIZERS', 'PRESETS', 'FORMAT', 'USER_ERRORS', 'LSTMConfig', 'get_config', 'BehaviorLSTM',
-           'TrainedModel', 'split_sequences', 'fit', 'predict_proba', 'predict', 'predict_frames', 'ModelMismatchError',
-           'ModelFileError', 'check_features', 'save_model', 'load_model', 'train_flops', 'matmul_flops', 'bench_train',
-           'add_bench', 'add_cli']
+           'TrainedModel', 'NonFiniteError', 'check_finite', 'split_sequences', 'fit', 'predict_proba', 'predict',
+           'predict_frames', 'ModelMismatchError', 'ModelFileError', 'check_features', 'save_model', 'load_model',
+           'train_flops', 'matmul_flops', 'bench_train', 'add_bench', 'add_cli']
 
 # %% ../nbs/06_lstm.ipynb #cf2dc4ce
 import numpy as np
@@ -183,6 +183,32 @@ class TrainedModel:
     feature_dim: int
     history: dict = field(default_factory=dict)  # per-epoch train/val loss and accuracy, best_epoch, seconds
 
+class NonFiniteError(ValueError):
+    "Numbers that are not numbers (NaN, ±inf) in features given to a model, in a training loss, in weights or in outputs."
+
+def _frames_of(s, rows: np.ndarray, k: int = 5) -> str:
+    fi = s.frame_index if getattr(s, 'frame_index', None) is not None else None
+    what = 'frames' if fi is not None else 'rows'
+    v = (np.asarray(fi)[rows] if fi is not None else rows)[:k]
+    return f"{what} {', '.join(str(int(i)) for i in v)}" + (f", … ({len(rows)} rows)" if len(rows) > k else '')
+
+def check_finite(xs, seqs=None, what: str = 'features'):
+    """Raise `NonFiniteError` when any of the `(T_i, D)` arrays `xs` holds NaN or ±inf, naming each such sequence
+    (video, crop and frames, from `seqs`' `Sequence`s when given, else its index) and its first bad rows."""
+    bad = []
+    for i, x in enumerate(xs):
+        rows = np.flatnonzero(~np.isfinite(np.asarray(x, np.float32)).reshape(len(x), -1).all(1))
+        if not len(rows): continue
+        s = seqs[i] if seqs is not None else None
+        name = (f"{s.video}{f' crop {s.crop}' if s.crop else ''} frames {s.start}–{s.end - 1}" if s is not None else f"sequence {i}")
+        bad.append(f"{name} ({_frames_of(s, rows) if s is not None else f'rows {list(rows[:5])}'})")
+    if bad: raise NonFiniteError(f"{what}: {len(bad)} sequence(s) hold numbers that are not finite (NaN or inf): "
+                                 + '; '.join(bad[:5]) + (f"; … ({len(bad)} in all)" if len(bad) > 5 else ''))
+
+def _nonfinite_weights(state: dict) -> list[str]:
+    "Names of the floating-point tensors of a state dict that hold NaN or ±inf."
+    return [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+
 def _stratified_split(y: np.ndarray, frac: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     "Indices (keep, held) holding out about `frac` of every class (never a class's last member)."
     classes = np.unique(y)
@@ -226,12 +252,21 @@ def _make_optimizer(cfg: LSTMConfig, params):
     if cfg.optimizer == 'adam': return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
+def _diverged(what: str, ep: int, cfg: LSTMConfig):
+    raise NonFiniteError(f"training stopped in epoch {ep + 1}: {what}, so no model is made. "
+                         f"Features on very different scales (try normalize=True) or a large learning rate (lr={cfg.lr:g}) "
+                         f"make training diverge")
+
 def fit(train: SequenceSet, config: LSTMConfig|str = 'paper', val: SequenceSet|None = None,
         progress: bool = False, **overrides) -> TrainedModel:
     """Train a `BehaviorLSTM` on `train` with `config` (a preset name or `LSTMConfig`; `overrides` change fields);
-    the epoch with the best validation score is kept. Without `val`, a stratified share of `train` is used."""
+    the epoch with the best validation score is kept. Without `val`, a stratified share of `train` is used.
+    Features that are not finite numbers, and a loss or weights that stop being finite (a diverging run), raise
+    `NonFiniteError`: no model comes out of them."""
     cfg = get_config(config, **overrides)
     if len(train) == 0: raise ValueError("fit: the training set is empty")
+    check_finite(train.xs, train.sequences, 'training features')
+    if val is not None: check_finite(val.xs, val.sequences, 'validation features')
     torch.manual_seed(cfg.seed); rng = np.random.default_rng(cfg.seed)
     if val is None and cfg.val_fraction > 0:
         tr, va = _stratified_split(train.y, cfg.val_fraction / (1 - cfg.test_fraction), rng)
@@ -260,16 +295,21 @@ def fit(train: SequenceSet, config: LSTMConfig|str = 'paper', val: SequenceSet|N
     bar = tqdm(range(cfg.epochs), desc='training', disable=not progress, leave=False)
     for ep in bar:
         t0, c0 = time.perf_counter(), time.process_time(); model.train(); tl, tc = 0.0, 0
-        for b in _batches(lengths, cfg.batch_size, rng):
+        for j, b in enumerate(_batches(lengths, cfg.batch_size, rng)):
             logits = model([xs[i] for i in b])
             yb = y[torch.from_numpy(b).to(dev)]
             loss = F.cross_entropy(logits, yb, weight=weight)
+            lv = float(loss.detach())
+            if not math.isfinite(lv): _diverged(f"the loss of batch {j + 1} is {lv}", ep, cfg)
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
-            tl += float(loss.detach()) * len(b); tc += int((logits.argmax(1) == yb).sum())
+            tl += lv * len(b); tc += int((logits.argmax(1) == yb).sum())
+        bad = _nonfinite_weights(model.state_dict())
+        if bad: _diverged(f"the weights {', '.join(bad)} are no longer finite numbers", ep, cfg)
         hist['train_loss'].append(tl / len(xs)); hist['train_acc'].append(tc / len(xs))
         if vx is not None:
             lv = _logits(model, vx)
             vl, va_ = float(F.cross_entropy(lv, vy, weight=weight)), float((lv.argmax(1) == vy).float().mean())
+            if not math.isfinite(vl): _diverged(f"the validation loss is {vl}", ep, cfg)
             hist['val_loss'].append(vl); hist['val_acc'].append(va_)
             key = (va_, -vl) if cfg.select_on == 'accuracy' else (-vl,)
             if best_key is None or key > best_key:
@@ -297,8 +337,12 @@ def predict_proba(tm: TrainedModel, seqs, batch_size: int = 64) -> np.ndarray:
         if x.ndim != 2 or x.shape[1] != tm.feature_dim or len(x) == 0:
             raise ModelMismatchError(f"sequence {i} has shape {x.shape}; the model needs (T>0, {tm.feature_dim})")
     if not xs: return np.zeros((0, len(tm.classes)), np.float32)
+    check_finite(xs, seqs.sequences if isinstance(seqs, SequenceSet) else None)
     dev = next(tm.model.parameters()).device
-    return _logits(tm.model, _tensors(xs, dev), batch_size).softmax(1).cpu().numpy()
+    p = _logits(tm.model, _tensors(xs, dev), batch_size).softmax(1).cpu().numpy()
+    bad = np.flatnonzero(~np.isfinite(p).all(1))
+    if len(bad): raise NonFiniteError(f"the model's output is not a finite number for {len(bad)} sequence(s) (first: {list(bad[:5])})")
+    return p
 
 def predict(tm: TrainedModel, seqs, batch_size: int = 64) -> list[str]:
     "Most probable class name per sequence."
@@ -312,9 +356,10 @@ def predict_frames(tm: TrainedModel, x: np.ndarray, window: int|None = None, bat
         raise ModelMismatchError(f"features of shape {x.shape}; the model needs (T, {tm.feature_dim})")
     T = len(x); m = tm.model.eval(); dev = next(m.parameters()).device
     if T == 0: return np.zeros((0, len(tm.classes)), np.float32)
+    check_finite([x], what='features of the video')
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(dev)
     if window is None or T <= window:
-        return m.forward_frames([xt])[0].softmax(1).cpu().numpy()
+        return _finite_frames(m.forward_frames([xt])[0].softmax(1).cpu().numpy())
     hop = max(1, window // 2)
     starts = list(range(0, max(T - window, 0) + hop, hop))
     out = torch.empty(T, len(tm.classes), device=dev)
@@ -325,7 +370,12 @@ def predict_frames(tm: TrainedModel, x: np.ndarray, window: int|None = None, bat
             lo = 0 if s == 0 else hop          # first window: all its frames; later ones: their second half
             n = min(window, T - s)
             out[s + lo:s + n] = p[j, lo:n]
-    return out.cpu().numpy()
+    return _finite_frames(out.cpu().numpy())
+
+def _finite_frames(p: np.ndarray) -> np.ndarray:
+    bad = np.flatnonzero(~np.isfinite(p).all(1))
+    if len(bad): raise NonFiniteError(f"the model's output is not a finite number at {len(bad)} row(s) (first: {list(bad[:5])})")
+    return p
 
 # %% ../nbs/06_lstm.ipynb #470e701f
 FORMAT = 'mousebehav-lstm'
@@ -346,7 +396,9 @@ def check_features(tm: TrainedModel, backbone: str, feature_dim: int, fps: float
     if bad: raise ModelMismatchError("features do not match the model: " + '; '.join(bad))
 
 def save_model(tm: TrainedModel, path) -> Path:
-    "Write `tm` to `path` atomically (temporary file, then rename)."
+    "Write `tm` to `path` atomically (temporary file, then rename); weights that are not finite numbers raise `NonFiniteError` and nothing is written."
+    bad = _nonfinite_weights(tm.model.state_dict())
+    if bad: raise NonFiniteError(f"{path}: not written: the model's weights {', '.join(bad)} hold numbers that are not finite (NaN or inf)")
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     blob = dict(format=FORMAT, version=1, config=asdict(tm.config), classes=list(tm.classes), backbone=tm.backbone,
                 fps=float(tm.fps), feature_dim=int(tm.feature_dim),
@@ -357,13 +409,16 @@ def save_model(tm: TrainedModel, path) -> Path:
     return path
 
 def load_model(path, device: str = 'cpu') -> TrainedModel:
-    "Read a model written by `save_model`."
+    "Read a model written by `save_model`; a file whose weights are not finite numbers (NaN, ±inf) raises `ModelFileError`."
     path = Path(path)
     if not path.exists(): raise ModelFileError(f"{path}: no such model file")
     try: blob = torch.load(path, map_location=device, weights_only=True)
     except Exception as e: raise ModelFileError(f"{path}: not a mousebehav model file ({type(e).__name__}: {e})") from None
     if not isinstance(blob, dict) or blob.get('format') != FORMAT:
         raise ModelFileError(f"{path}: not a mousebehav model file (no '{FORMAT}' header)")
+    bad = _nonfinite_weights(blob.get('state_dict') or {})
+    if bad: raise ModelFileError(f"{path}: the model's weights {', '.join(bad)} hold numbers that are not finite (NaN or inf); "
+                                 f"it cannot label anything: train it again")
     cfg = LSTMConfig(**{k: v for k, v in blob['config'].items() if k in {f.name for f in fields(LSTMConfig)}})
     cfg = replace(cfg, device=device)
     model = BehaviorLSTM.from_config(cfg, blob['feature_dim'], len(blob['classes'])).to(device)
@@ -463,11 +518,19 @@ def add_bench(subparsers):
 
 # %% ../nbs/06_lstm.ipynb #d7688b57
 def _cmd_train(args) -> int:
-    from mousebehav.sequences import read_labels, build_sequences, stores_for, frame_counts
+    from mousebehav.sequences import read_label_file, build_sequences, stores_for, frame_counts, video_rates, LabelWarning
     torch.set_num_threads(args.threads)
     stores = stores_for(args.features)
-    labels = read_labels(args.labels, videos=frame_counts(stores) or None)
-    ss = build_sequences(labels, stores, args.classes, fps=args.fps, window=args.window)
+    labels = read_label_file(args.labels, videos=frame_counts(stores) or None, video_fps=video_rates(stores) or None,
+                             subject=args.subject)
+    with warnings.catch_warnings():          # the skipped rows are printed below
+        warnings.simplefilter('ignore', LabelWarning)
+        ss = build_sequences(labels, stores, args.classes, fps=args.fps, window=args.window)
+    sk = ss.skipped if ss.skipped is not None else []
+    if len(sk):
+        print(f"{len(sk)} label row(s) skipped:")
+        for r in sk.head(20).itertuples(): print(f"  row {r.row}: {r.video}, {r.behavior}: {r.reason}")
+        if len(sk) > 20: print(f"  … and {len(sk) - 20} more")
     cfg = get_config(args.preset, **{k: v for k, v in dict(epochs=args.epochs, seed=args.seed,
                                                             test_fraction=args.test_fraction).items() if v is not None})
     if cfg.test_fraction > 0:
@@ -491,7 +554,9 @@ def add_cli(subparsers):
     p = subparsers.add_parser('train', help='train the LSTM on feature stores and a label table',
                               description='Train a behaviour classifier from feature stores (mousebehav features) and a label table.')
     p.add_argument('features', nargs='+', metavar='FEATURES', help='feature store .h5 files (one per video / crop)')
-    p.add_argument('--labels', required=True, help='label table CSV (video, start_frame, end_frame, behavior, fold[, crop_*])')
+    p.add_argument('--labels', required=True, help='label table CSV (video, start_frame, end_frame, behavior, fold[, crop_*]) '
+                   'or a BORIS export (aggregated or tabular events)')
+    p.add_argument('--subject', default=None, metavar='NAME', help='the subject to read from a BORIS export with several')
     p.add_argument('--out', required=True, metavar='MODEL', help='model file to write')
     p.add_argument('--classes', default='seed', choices=['seed', 'coarse', 'fine'])
     p.add_argument('--preset', default='paper', choices=list(PRESETS))
@@ -502,4 +567,4 @@ def add_cli(subparsers):
     p.add_argument('--threads', type=int, default=2); p.add_argument('--quiet', action='store_true')
     p.set_defaults(func=_cmd_train)
 
-USER_ERRORS = (ModelMismatchError, ModelFileError)
+USER_ERRORS = (ModelMismatchError, ModelFileError, NonFiniteError)
