@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 
 # %% ../nbs/04a_posture.ipynb #cfb87d5f
-from .video import Crop, iter_frames, probe
+from .video import Crop, file_fingerprint, iter_frames, probe
 
 # %% ../nbs/04a_posture.ipynb #c13d860e
 class PostureError(ValueError):
@@ -122,11 +122,11 @@ def _settings(info, video, crop, stride, method, seg_params) -> dict:
     return dict(backbone='posture', feature_dim=len(POSTURE_COLUMNS), columns=json.dumps(POSTURE_COLUMNS),
                 segmentation=method, segmentation_params=json.dumps(seg_params, sort_keys=True, default=str),
                 video=str(Path(video).resolve()), video_name=Path(video).name,
-                video_bytes=Path(video).stat().st_size, video_fps=float(info.fps), video_frame_count=int(info.frame_count),
+                video_bytes=Path(video).stat().st_size, video_fingerprint=file_fingerprint(video), video_fps=float(info.fps), video_frame_count=int(info.frame_count),
                 width=int(w), height=int(h), crop=str(crop) if crop is not None else '', stride=int(stride),
                 dtype='float32', mousebehav_version=__version__)
 
-_COMPARED = ('backbone', 'columns', 'segmentation', 'segmentation_params', 'video_name', 'video_bytes',
+_COMPARED = ('backbone', 'columns', 'segmentation', 'segmentation_params', 'video_name', 'video_bytes', 'video_fingerprint',
              'video_frame_count', 'crop', 'stride')
 
 def _differences(have: dict, want: dict) -> list[str]:

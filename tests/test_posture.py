@@ -50,4 +50,4 @@ def test_bench_train_predict_on_posture(tmp_path):
     assert rc == 0
     e = pd.read_csv(tmp_path/'eth.csv')
     assert e.frame.tolist() == list(range(n)) and set(e.label) <= set(m['classes'])
-    assert load_features(features_path(tmp_path/'pred', video)).backbone == 'posture'
+    assert load_features(features_path(tmp_path/'pred', video, keyed=True)).backbone == 'posture'
