@@ -4,11 +4,11 @@
 
 # %% ../nbs/10_cli.ipynb #611a9da4
 from __future__ import annotations
-import argparse, importlib, json, sys
+import argparse, importlib, json, sys, warnings
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['STAGES', 'UserError', 'build_parser', 'main']
+__all__ = ['STAGES', 'COMMANDS', 'BENCHMARKS', 'UserError', 'build_parser', 'main']
 
 # %% ../nbs/10_cli.ipynb #55f29f1a
 def _cmd_data(args) -> int:
@@ -54,46 +54,118 @@ def _add_builtin(sub):
 class UserError(RuntimeError):
     "An error caused by the command's input: printed as one line, exit code 2."
 
-STAGES = ['segment', 'features', 'posture', 'sequences', 'lstm', 'evaluate', 'sync', 'multiview', 'demo']
+STAGES = ['segment', 'features', 'posture', 'motion', 'sequences', 'lstm', 'evaluate', 'sync', 'multiview', 'demo']
 
-def _stage_modules():
-    for name in STAGES:
+# command → (module `mousebehav.<module>` whose add_cli defines it, the help line of `mousebehav --help`)
+COMMANDS = {
+    'data': ('cli', 'list, fetch and locate the sample datasets'),
+    'info': ('cli', "a video's frame count, fps, size and codec"),
+    'bench': ('cli', 'benchmarks that print a table and write JSON'),
+    'segment': ('segment', 'find the mouse in every frame (bbox, area, centroid, mask) → HDF5'),
+    'extract': ('features', 'CNN features of every frame (masked mouse crop) → one HDF5 store per video'),
+    'combine': ('motion', 'combine feature stores of one video (posture + motion, CNN + posture + motion) into one'),
+    'train': ('lstm', 'train the LSTM on feature stores and a label table'),
+    'evaluate': ('evaluate', 'metrics of a saved model on labelled feature stores'),
+    'predict': ('evaluate', 'label every frame of a video with a saved model (ethogram + bouts CSV)'),
+    'sync': ('sync', 'offset and drift between videos of one session (first video = reference)'),
+    'calib': ('multiview', 'cameras of a calibration and their reprojection error (flags broken cameras)'),
+    'demo': ('demo', "the paper's experiment on the sample videos: segmentation → features → cross-validated LSTM, "
+                     'report folder with metrics, confusion matrix and an ethogram'),
+}
+# benchmark (`mousebehav bench NAME`) → (module whose add_bench defines it, help line)
+BENCHMARKS = {
+    'segment': ('segment', 'speed, memory and mask IoU of imbs / mog2 / knn on the synthetic video'),
+    'extract': ('features', 'feature extraction: bare backbone vs end-to-end frames/s, peak memory short vs 10× long video'),
+    'motion': ('motion', 'motion stage frames/s on one core at 640x480 (flow + descriptors, and end to end)'),
+    'train': ('lstm', 'training speed of the paper preset on synthetic features'),
+    'classify': ('evaluate', 'cross-validated behaviour classification on a sample dataset (LSTM vs baselines)'),
+    'sync': ('sync', 'offset/drift recovery on the five DANNCE views (trimmed, resampled copies)'),
+}
+
+def _stage_modules(names=STAGES):
+    for name in names:
         try: yield importlib.import_module(f'mousebehav.{name}')
         except ModuleNotFoundError as e:
             if e.name != f'mousebehav.{name}': raise
 
-def build_parser() -> argparse.ArgumentParser:
-    "The `mousebehav` argument parser with every stage's subcommands."
+def _first_word(argv) -> str|None:
+    "The first argument that is not an option (`mousebehav` and `mousebehav bench` take flags only)."
+    return next((a for a in argv if not a.startswith('-')), None)
+
+def _needed(argv) -> list[str]:
+    "The stage modules that define the command (and benchmark) named in `argv`."
+    cmd = _first_word(argv)
+    if cmd == 'bench':
+        name = _first_word(argv[argv.index('bench') + 1:])
+        return [BENCHMARKS[name][0]] if name in BENCHMARKS else []
+    mod = COMMANDS.get(cmd, ('cli',))[0]
+    return [] if mod == 'cli' else [mod]
+
+def build_parser(argv=None) -> argparse.ArgumentParser:
+    """The `mousebehav` argument parser. Every command and benchmark is listed; the options of the one named in `argv`
+    come from its module, the only stage module imported. With `argv=None` every stage is imported and every
+    command defined in full."""
     from mousebehav import __version__
     ap = argparse.ArgumentParser(prog='mousebehav', description='Mouse behaviour recognition from video '
         '(segmentation → CNN features → LSTM), after Kramida et al. 2016.')
     ap.add_argument('--version', action='version', version=f'mousebehav {__version__}')
     sub = ap.add_subparsers(dest='command', metavar='COMMAND')
     _add_builtin(sub)
-    bench = sub.add_parser('bench', help='benchmarks that print a table and write JSON')
+    bench = sub.add_parser('bench', help=COMMANDS['bench'][1])
     bsub = bench.add_subparsers(dest='bench', metavar='BENCHMARK')
     bench.set_defaults(func=lambda a: (bench.print_help(), 2)[1])
-    for m in _stage_modules():
+    for m in _stage_modules(STAGES if argv is None else _needed(list(argv))):
         if hasattr(m, 'add_cli'): m.add_cli(sub)
         if hasattr(m, 'add_bench'): m.add_bench(bsub)
+    for s, table in ((sub, COMMANDS), (bsub, BENCHMARKS)):   # the others: name and help only
+        for name, (_, text) in table.items():
+            if name not in s.choices: s.add_parser(name, help=text, add_help=False)
     return ap
 
+# %% ../nbs/10_cli.ipynb #a7c3e2f1
 def _user_errors() -> tuple:
-    from mousebehav.data import DataError
-    from mousebehav.video import VideoError
-    errs = [UserError, DataError, VideoError, FileNotFoundError]
-    for m in _stage_modules(): errs += list(getattr(m, 'USER_ERRORS', ()))
+    "UserError, FileNotFoundError and the user-error classes of every mousebehav module imported so far."
+    errs = [UserError, FileNotFoundError]
+    for name, attrs in (('mousebehav.data', ('DataError',)), ('mousebehav.video', ('VideoError',))):
+        m = sys.modules.get(name); errs += [getattr(m, a) for a in attrs if hasattr(m, a)]
+    for name, m in list(sys.modules.items()):
+        if name.startswith('mousebehav.') and m is not None: errs += list(getattr(m, 'USER_ERRORS', ()))
     return tuple(errs)
+
+class _OursMeta(type):
+    def __subclasscheck__(cls, c): return isinstance(c, type) and issubclass(c, Warning) and _ours(c.__module__)
+
+class _OurWarnings(Warning, metaclass=_OursMeta):
+    "Filter category that matches every warning class defined in a mousebehav module."
+
+def _ours(module: str) -> bool: return module == 'mousebehav' or module.startswith('mousebehav.')
+
+def _show_our_warnings():
+    """Show every warning raised by mousebehav (a `UserWarning` from its code, or one of its warning classes) once per
+    place, as one line `mousebehav: warning: …` on stderr, whatever `PYTHONWARNINGS` or `-W` say; others as Python would."""
+    warnings.filterwarnings('default', category=UserWarning, module=r'mousebehav(\.|$)')
+    warnings.filterwarnings('default', category=_OurWarnings)
+    pkg = str(Path(sys.modules['mousebehav'].__file__).resolve().parent)
+    show = warnings.showwarning
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if not (_ours(category.__module__) or str(Path(filename).resolve()).startswith(pkg)):
+            return show(message, category, filename, lineno, file, line)
+        print('mousebehav: warning: ' + ' '.join(str(message).split()), file=sys.stderr, flush=True)
+    warnings.showwarning = showwarning
 
 def main(argv=None) -> int:
     "Entry point of the `mousebehav` console script."
-    ap = build_parser()
-    args = ap.parse_args(argv)
-    if not getattr(args, 'func', None): ap.print_help(); return 2
-    try: return int(args.func(args) or 0)
-    except _user_errors() as e:
-        print(f"mousebehav: error: {e}", file=sys.stderr); return 2
-    except KeyboardInterrupt:
-        print("mousebehav: interrupted", file=sys.stderr); return 130
-    except BrokenPipeError:  # output piped into `head` and closed early
-        sys.stderr.close(); return 0
+    argv = sys.argv[1:] if argv is None else list(argv)
+    with warnings.catch_warnings():
+        _show_our_warnings()
+        ap = build_parser(argv)
+        args = ap.parse_args(argv)
+        if not getattr(args, 'func', None): ap.print_help(); return 2
+        try: return int(args.func(args) or 0)
+        except KeyboardInterrupt:
+            print("mousebehav: interrupted", file=sys.stderr); return 130
+        except BrokenPipeError:  # output piped into `head` and closed early
+            sys.stderr.close(); return 0
+        except Exception as e:
+            if not isinstance(e, _user_errors()): raise
+            print(f"mousebehav: error: {e}", file=sys.stderr); return 2
