@@ -4,14 +4,15 @@
 
 # %% ../nbs/03_segment.ipynb #af6aa343
 from __future__ import annotations
-import json, os, subprocess, sys, time
+import json, os, subprocess, sys, tempfile, time, warnings, weakref
 from dataclasses import dataclass
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['METHODS', 'USER_ERRORS', 'SEG_DEFAULTS', 'LOOKS', 'PRIME_WINDOW_S', 'SegmentError', 'FrameSeg', 'look_channel',
-           'look_blobs', 'Segmenter', 'masked_crop', 'Segmentation', 'segment_video', 'save_segmentation',
-           'load_segmentation', 'add_cli', 'segmentation_browser', 'bench_segment', 'add_bench']
+__all__ = ['METHODS', 'USER_ERRORS', 'SEG_DEFAULTS', 'LOOKS', 'PRIME_WINDOW_S', 'SegmentError', 'SegmentWarning', 'FrameSeg',
+           'look_channel', 'look_blobs', 'Segmenter', 'masked_crop', 'MaskStack', 'Segmentation', 'segment_video',
+           'save_segmentation', 'load_segmentation', 'add_cli', 'segmentation_browser', 'bench_segment_memory',
+           'bench_segment', 'add_bench']
 
 # %% ../nbs/03_segment.ipynb #633ffc21
 import cv2
@@ -30,6 +31,9 @@ class SegmentError(ValueError):
     "Bad segmentation input: unknown method or parameter, bad frame, unreadable segmentation file."
 
 USER_ERRORS = (SegmentError, IMBSError)
+
+class SegmentWarning(UserWarning):
+    "A doubtful segmentation input, e.g. more frames asked for than the video has."
 
 @dataclass
 class FrameSeg:
@@ -379,6 +383,60 @@ def masked_crop(frame: np.ndarray, mask: np.ndarray|None, bbox, fill: int = 0) -
 # %% ../nbs/03_segment.ipynb #749c821c
 PRIME_WINDOW_S = 300.0
 
+class MaskStack:
+    """The (T,H,W) bool masks of a segmentation file, read from the file only when asked for: `stack[k]` (one frame),
+    `stack[a:b]`, `stack[k, y0:y1, x0:x1]`, `len`, `shape`, iteration frame by frame; `np.asarray(stack)` reads them
+    all. An hour of 640×480 masks is 33 GB in memory, so a long video's masks stay on disk. With `remove=True`
+    (a temporary file) the file is deleted when the stack is."""
+    def __init__(self, path, remove: bool = False):
+        self.path, self._open = Path(path), {}     # the open file, once read from
+        with h5py.File(self.path, 'r') as f: self.shape, self.dtype = tuple(f['mask'].shape), f['mask'].dtype
+        if remove: weakref.finalize(self, _close_and_remove, self._open, str(self.path))
+
+    @property
+    def ndim(self) -> int: return len(self.shape)
+    def __len__(self) -> int: return self.shape[0]
+    def __repr__(self): return f"MaskStack({str(self.path)!r}, shape={self.shape})"
+
+    def _data(self):
+        if 'f' not in self._open: self._open['f'] = h5py.File(self.path, 'r')
+        return self._open['f']['mask']
+
+    def __getitem__(self, k):
+        if isinstance(k, tuple):
+            head = self[k[0]]
+            return head[k[1:]] if isinstance(k[0], (int, np.integer)) else head[(slice(None),) + k[1:]]
+        if isinstance(k, (int, np.integer)):
+            i = int(k) + (len(self) if k < 0 else 0)
+            if not 0 <= i < len(self): raise IndexError(f"frame {k} of a segmentation of {len(self)} frames")
+            return self._data()[i]
+        idx = np.arange(len(self))[k]
+        if isinstance(k, slice) and k.step in (None, 1): return self._data()[k] if len(idx) else np.zeros((0,) + self.shape[1:], bool)
+        return np.stack([self._data()[i] for i in idx]) if len(idx) else np.zeros((0,) + self.shape[1:], bool)
+
+    def __iter__(self):
+        for i in range(len(self)): yield self[i]
+
+    def __array__(self, dtype=None, copy=None):
+        a = self._data()[()] if len(self) else np.zeros(self.shape, bool)
+        return a if dtype is None else a.astype(dtype)
+
+    def close(self):
+        "Close the file (it is opened again when a mask is read)."
+        f = self._open.pop('f', None)
+        if f is not None: f.close()
+
+    def __getstate__(self): return {'path': self.path, '_open': {}, 'shape': self.shape, 'dtype': self.dtype}
+
+def _close_and_remove(opened: dict, path, _remove=os.remove):
+    "Close a `MaskStack`'s file and delete it (also at interpreter exit, when module globals may be gone)."
+    try:
+        f = opened.pop('f', None)
+        if f is not None: f.close()
+    finally:
+        try: _remove(path)
+        except FileNotFoundError: pass
+
 @dataclass
 class Segmentation:
     "Segmentation of a whole video."
@@ -386,7 +444,7 @@ class Segmentation:
     bbox: np.ndarray          # (T,4) int32 x0,y0,x1,y1, -1 rows when no mouse
     area: np.ndarray          # (T,) int32
     centroid: np.ndarray      # (T,2) float32 x,y (nan when no mouse)
-    mask: np.ndarray|None     # (T,H,W) bool or None
+    mask: np.ndarray|MaskStack|None  # (T,H,W) bool (read from its file when a MaskStack) or None
     method: str
     params: dict
     fps: float
@@ -395,73 +453,133 @@ class Segmentation:
 
     def __len__(self): return len(self.frame_index)
 
+class _Writer:
+    """A segmentation written to HDF5 frame by frame: resizable, chunked datasets (masks gzip-compressed, one frame a
+    chunk), flushed every `FLUSH_FRAMES` frames, under a temporary name until `close` renames it; `abort` removes it."""
+    FLUSH_FRAMES = 256
+    def __init__(self, path, height: int, width: int, store_mask: bool, tmp=None):
+        self.path = Path(path); self.tmp = Path(tmp) if tmp else self.path.with_name(f'.{self.path.name}.partial')
+        self.f = h5py.File(self.tmp, 'w'); self.n = 0
+        rows = dict(frame_index=((), np.int64), bbox=((4,), np.int32), area=((), np.int32), centroid=((2,), np.float32))
+        for name, (shape, dtype) in rows.items():
+            self.f.create_dataset(name, (0,) + shape, dtype, maxshape=(None,) + shape, chunks=(4096,) + shape)
+        self.mask = self.f.create_dataset('mask', (0, height, width), bool, maxshape=(None, height, width),
+                                          chunks=(1, height, width), compression='gzip', compression_opts=4) if store_mask else None
+
+    def add(self, frame_index, bbox, area, centroid, masks=None):
+        "Append rows (and their masks) for frames `frame_index` (arrays of one length)."
+        k = len(frame_index); a, b = self.n, self.n + k
+        for name, x in (('frame_index', frame_index), ('bbox', bbox), ('area', area), ('centroid', centroid)):
+            d = self.f[name]; d.resize(b, axis=0); d[a:b] = x
+        if self.mask is not None:
+            self.mask.resize(b, axis=0)
+            for j, m in enumerate(masks): self.mask[a + j] = m
+        if a // self.FLUSH_FRAMES != b // self.FLUSH_FRAMES: self.f.flush()
+        self.n = b
+
+    def close(self, attrs: dict) -> Path:
+        "Write the attributes, close and rename to `path`."
+        for k, v in attrs.items(): self.f.attrs[k] = v
+        self.f.close(); os.replace(self.tmp, self.path); return self.path
+
+    def abort(self):
+        try: self.f.close()
+        finally: self.tmp.unlink(missing_ok=True)
+
+def _file_attrs(method, params, fps, video, crop) -> dict:
+    return dict(method=method, params=json.dumps(params), fps=float(fps), video=str(video), crop=crop or '',
+                format='mousebehav.segmentation/1')
+
 def segment_video(path, method: str = 'imbs', crop=None, max_frames: int|None = None, params: dict|None = None,
-                  store_mask: bool = False, progress: bool = True, margin: int = 10, prime: bool = True) -> Segmentation:
+                  store_mask: bool = False, progress: bool = True, margin: int = 10, prime: bool = True,
+                  out=None) -> Segmentation:
     """Segment every frame of `path` (optionally inside `crop`, at most `max_frames` frames); the clock is the video's fps.
     With `prime`, the background model is first built from 10 frames spread over the part of the video segmented
-    (at most its first `PRIME_WINDOW_S` seconds), so frame 0 is already segmented."""
+    (at most its first `PRIME_WINDOW_S` seconds), so frame 0 is already segmented.
+    With `out`, every frame's row (and mask) goes into the HDF5 file `out` as soon as it is segmented (the layout of
+    `save_segmentation`; a temporary name until the last frame, so a failed run leaves nothing that looks complete), and
+    memory does not grow with the video. Masks are never kept in memory: `mask` is a `MaskStack` reading `out`, or, without
+    `out`, a temporary file deleted with the result."""
     info = probe(path)
     c = Crop.parse(crop)
     if c is not None: c.check(info.width, info.height, str(path))
     fps = info.fps if info.fps > 0 else 30.0
     seg = Segmenter(method, params, fps=fps, margin=margin)
     total = info.frame_count if max_frames is None else min(int(max_frames), info.frame_count)
-    if prime: seg.prime_from_video(path, c, total)
-    idx, bbs, ars, cts, mks = [], [], [], [], []
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=total, desc=f'segment {Path(path).name}', unit='frame')
-    for b in iter_batches(path, 32, crop=c, stop=total):
-        for i, f in zip(b.index, b.frames):
-            r = seg.update(f)
-            idx.append(i); bbs.append(r.bbox); ars.append(r.area); cts.append(r.centroid)
-            if store_mask: mks.append(r.mask)
-        if bar: bar.update(len(b.index))
-    if bar: bar.close()
     h, w = (c.size[1], c.size[0]) if c else (info.height, info.width)
-    return Segmentation(np.asarray(idx, np.int64), np.asarray(bbs, np.int32).reshape(-1, 4), np.asarray(ars, np.int32),
-                        np.asarray(cts, np.float32).reshape(-1, 2),
-                        (np.stack(mks) if mks else np.zeros((0, h, w), bool)) if store_mask else None,
-                        method, seg.config(), float(info.fps), str(path), None if c is None else str(c))
+    writer = None
+    if out is not None: writer = _Writer(out, h, w, store_mask)
+    elif store_mask:
+        fd, tmpf = tempfile.mkstemp(prefix='mousebehav-masks-', suffix='.h5'); os.close(fd)
+        writer = _Writer(tmpf, h, w, True, tmp=tmpf)
+    rows, bar = [], None
+    try:
+        if prime: seg.prime_from_video(path, c, total)
+        if progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=total, desc=f'segment {Path(path).name}', unit='frame')
+        for b in iter_batches(path, 32, crop=c, stop=total):
+            rs = [seg.update(f) for f in b.frames]
+            r = (np.asarray(b.index, np.int64), np.array([x.bbox for x in rs], np.int32).reshape(-1, 4),
+                 np.array([x.area for x in rs], np.int32), np.array([x.centroid for x in rs], np.float32).reshape(-1, 2))
+            rows.append(r)
+            if writer is not None: writer.add(*r, [x.mask for x in rs] if store_mask else None)
+            if bar: bar.update(len(b.index))
+        if bar: bar.close()
+        cols = [np.concatenate([r[j] for r in rows]) if rows else np.zeros((0,) + s, d)
+                for j, (s, d) in enumerate((((), np.int64), ((4,), np.int32), ((), np.int32), ((2,), np.float32)))]
+        crop_s = None if c is None else str(c)
+        if writer is not None: writer.close(_file_attrs(method, seg.config(), info.fps, path, crop_s))
+    except BaseException:
+        if writer is not None: writer.abort()
+        raise
+    mask = MaskStack(writer.path, remove=out is None) if store_mask else None
+    return Segmentation(*cols, mask, method, seg.config(), float(info.fps), str(path), crop_s)
 
 # %% ../nbs/03_segment.ipynb #1833fbc6
 def save_segmentation(seg: Segmentation, path) -> Path:
-    "Write `seg` to an HDF5 file (to a temporary name, then renamed): datasets frame_index, bbox, area, centroid [, mask]; attributes method, params (JSON), fps, video, crop."
-    path = Path(path); tmp = path.with_name(f'.{path.name}.partial')
+    """Write `seg` to an HDF5 file, frame by frame (to a temporary name, then renamed): datasets frame_index (T,) int64,
+    bbox (T,4) int32, area (T,) int32, centroid (T,2) float32 [, mask (T,H,W) bool, gzip, one frame a chunk]; attributes
+    method, params (JSON), fps, video, crop, format."""
+    T = len(seg)
+    if seg.mask is not None and len(seg.mask) != T:
+        raise SegmentError(f"{path}: the segmentation has {T} rows but {len(seg.mask)} masks")
+    hw = tuple(seg.mask.shape[1:]) if seg.mask is not None else (0, 0)
+    w = _Writer(path, *hw, store_mask=seg.mask is not None)
     try:
-        with h5py.File(tmp, 'w') as f:
-            f['frame_index'] = seg.frame_index; f['bbox'] = seg.bbox; f['area'] = seg.area; f['centroid'] = seg.centroid
-            if seg.mask is not None:
-                f.create_dataset('mask', data=seg.mask, chunks=(1,) + seg.mask.shape[1:] if len(seg.mask) else None,
-                                 compression='gzip', compression_opts=4)
-            f.attrs['method'] = seg.method; f.attrs['params'] = json.dumps(seg.params)
-            f.attrs['fps'] = seg.fps; f.attrs['video'] = seg.video; f.attrs['crop'] = seg.crop or ''
-            f.attrs['format'] = 'mousebehav.segmentation/1'
-        os.replace(tmp, path)
+        for a in range(0, T, 256) if T else []:
+            b = min(T, a + 256)
+            w.add(seg.frame_index[a:b], seg.bbox[a:b], seg.area[a:b], seg.centroid[a:b],
+                  None if seg.mask is None else (seg.mask[i] for i in range(a, b)))
+        return w.close(_file_attrs(seg.method, seg.params, seg.fps, seg.video, seg.crop))
     except BaseException:
-        tmp.unlink(missing_ok=True); raise
-    return path
+        w.abort(); raise
 
 def load_segmentation(path) -> Segmentation:
-    "Read a file written by `save_segmentation`."
+    "Read a file written by `save_segmentation` or `segment_video(out=...)`; its masks are read from the file when used (`MaskStack`)."
     path = Path(path)
     if not path.exists(): raise SegmentError(f"{path}: no such file")
     try:
         with h5py.File(path, 'r') as f:
             a = f.attrs
-            return Segmentation(f['frame_index'][:], f['bbox'][:], f['area'][:], f['centroid'][:],
-                                f['mask'][:] if 'mask' in f else None, str(a['method']), json.loads(a['params']),
-                                float(a['fps']), str(a['video']), str(a['crop']) or None)
+            rows = [f[k][:] for k in ('frame_index', 'bbox', 'area', 'centroid')]
+            n = {k: len(f[k]) for k in ('frame_index', 'bbox', 'area', 'centroid', 'mask') if k in f}
+            has_mask = 'mask' in f
+            meta = str(a['method']), json.loads(a['params']), float(a['fps']), str(a['video']), str(a['crop']) or None
     except (OSError, KeyError) as e: raise SegmentError(f"{path}: not a mousebehav segmentation file ({e})") from None
+    if len(set(n.values())) > 1: raise SegmentError(f"{path}: damaged segmentation file (datasets of different lengths: {n})")
+    return Segmentation(*rows, MaskStack(path) if has_mask else None, *meta)
 
 # %% ../nbs/03_segment.ipynb #70c8712e
 def _cmd_segment(args) -> int:
     try: params = json.loads(args.params) if args.params else None
     except json.JSONDecodeError as e: raise SegmentError(f"--params is not valid JSON: {e}") from None
     if args.max_frames is not None and args.max_frames < 1: raise SegmentError(f"--max-frames must be >= 1 (got {args.max_frames})")
-    seg = segment_video(args.video, args.method, args.crop, args.max_frames, params, args.store_mask, progress=not args.quiet)
-    save_segmentation(seg, args.out)
+    seg = segment_video(args.video, args.method, args.crop, args.max_frames, params, args.store_mask,
+                        progress=not args.quiet, out=args.out)
+    if args.max_frames is not None and len(seg) < args.max_frames:
+        warnings.warn(f"{args.video}: has only {len(seg)} frames (--max-frames {args.max_frames}); all of them were segmented",
+                      SegmentWarning, stacklevel=2)
     found = int((seg.bbox[:, 0] >= 0).sum())
     print(f"{args.out}: {len(seg)} frames segmented with {seg.method}, mouse found in {found}")
     return 0
@@ -470,7 +588,7 @@ def add_cli(sub):
     "Add the `segment` subcommand."
     p = sub.add_parser('segment', help='find the mouse in every frame (bbox, area, centroid, mask) → HDF5',
                        description='Segment the mouse in every frame of VIDEO and write bbox (x0,y0,x1,y1; -1 when no mouse), '
-                                   'area, centroid, frame_index and optionally mask to an HDF5 file.')
+                                   'area, centroid, frame_index and optionally mask to an HDF5 file, frame by frame.')
     p.add_argument('video', metavar='VIDEO')
     p.add_argument('--out', required=True, metavar='OUT.h5', help='output HDF5 file')
     p.add_argument('--method', default='imbs', choices=METHODS)
@@ -544,8 +662,53 @@ def _bench_worker(method: str, width: int, height: int, frames: int) -> dict:
         res['iou_segmenter'] = float(np.nanmean(si[warm:])); res['iou_still_segmenter'] = float(np.nanmean(si[video.still]))
     return res
 
-def bench_segment(sizes=((640, 480), (1920, 1080)), frames: int = 300, methods=None, json_path=None, verbose: bool = True) -> dict:
-    "Run every method on the synthetic video at every size, each in a fresh process; print a table, optionally write JSON."
+def _peak_rss(cmd) -> tuple[float, float, int, str]:
+    "Run `cmd` in a fresh process: (its peak resident memory in MB, wall seconds, exit code, end of stderr). Linux."
+    t0 = time.perf_counter()
+    with tempfile.TemporaryFile() as err:
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, ru = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0); tail = err.read().decode(errors='replace')[-2000:]
+    return ru.ru_maxrss / 1024, time.perf_counter() - t0, p.returncode, tail
+
+def bench_segment_memory(frames_short: int = 300, frames_long: int = 3000, video=None) -> dict:
+    """Peak resident memory of `mousebehav segment VIDEO --store-mask` on the first `frames_short` and the first
+    `frames_long` frames of `video` (default: the DeepLabCut open-field video, 640×480, looped into a longer copy when it
+    is too short), each in a fresh process. Memory that does not grow with the video gives `ratio` (long / short) ≈ 1."""
+    from mousebehav.data import fetch_file
+    from mousebehav.video import iter_frames, write_video
+    src = Path(video) if video is not None else fetch_file('dlc-openfield', 'm3v1mp4.mp4')
+    info = probe(src)
+    with tempfile.TemporaryDirectory(prefix='mousebehav-bench-') as d:
+        v = src
+        if info.frame_count < frames_long:   # loop the video: frames 0…N-1, 0…N-1, … up to frames_long
+            def looped():
+                k = 0
+                while True:
+                    for _, f in iter_frames(src):
+                        if k == frames_long: return
+                        yield f; k += 1
+            v = write_video(Path(d)/f'{src.stem}_looped.avi', looped(), info.fps, fourcc='mp4v')
+        res = {}
+        for key, n in (('short', frames_short), ('long', frames_long)):
+            cmd = [sys.executable, '-c', 'import sys; from mousebehav.cli import main; sys.exit(main())', 'segment', str(v),
+                   '--out', str(Path(d)/f'{key}.h5'), '--store-mask', '--max-frames', str(n), '--quiet']
+            peak, secs, rc, err = _peak_rss(cmd)
+            if rc: raise RuntimeError(f"segment --store-mask on {n} frames failed:\n{err}")
+            res[key] = (peak, secs)
+    return dict(video=src.name, looped=v is not src, width=info.width, height=info.height,
+                frames_short=frames_short, frames_long=frames_long, peak_mb_short=res['short'][0], peak_mb_long=res['long'][0],
+                ratio=res['long'][0] / res['short'][0], seconds_short=res['short'][1], seconds_long=res['long'][1])
+
+def _print_memory(m):
+    print(f"segment --store-mask ({m['width']}x{m['height']}): peak {m['peak_mb_short']:.0f} MB on {m['frames_short']} frames, "
+          f"{m['peak_mb_long']:.0f} MB on {m['frames_long']} frames (ratio {m['ratio']:.3f})", flush=True)
+
+def bench_segment(sizes=((640, 480), (1920, 1080)), frames: int = 300, methods=None, json_path=None, verbose: bool = True,
+                  memory=(300, 3000)) -> dict:
+    """Run every method on the synthetic video at every size, each in a fresh process; with `memory` (short, long frame
+    counts; None: skipped), also `bench_segment_memory`. Print a table, optionally write JSON."""
     try:
         import pybgs  # noqa: F401
         have_ref = True
@@ -562,13 +725,19 @@ def bench_segment(sizes=((640, 480), (1920, 1080)), frames: int = 300, methods=N
             if r.returncode or not line: raise RuntimeError(f"benchmark of {m} at {w}x{h} failed:\n{r.stderr[-2000:]}")
             rows.append(json.loads(line[-1][7:]))
             if verbose: _print_row(rows[-1], header=len(rows) == 1)
-    out = {'results': rows, 'agreement_with_reference': None,
+    mem = None
+    if memory:
+        mem = bench_segment_memory(*memory)
+        if verbose: _print_memory(mem)
+    out = {'results': rows, 'agreement_with_reference': None, 'memory': mem,
            'notes': {'fps': 'frames / seconds spent inside the per-frame update call; the model warm-up frames are included; '
                             'compiled kernels are loaded before timing',
                      'peak_mb': 'peak resident memory of a fresh process minus its resident memory before the method was created',
                      'iou': 'mean mask IoU against the exact synthetic mask over frames >= warmup_frames; iou_still over the rest frames',
                      'imbs': 'our Segmenter (IMBS at reduced resolution, clean-up, tracking) — the whole update call',
                      'mog2/knn': 'the raw OpenCV subtractor at full resolution, 255 = foreground; iou_segmenter: the same model in our Segmenter',
+                     'memory': 'peak resident memory (ru_maxrss) of `mousebehav segment VIDEO --store-mask` on the first frames_short '
+                               'and frames_long frames of a real 640x480 video (looped when shorter), each in a fresh process; ratio = long / short',
                      'reference': 'pybgs ' + ('present' if have_ref else 'not installed'), 'threads': os.cpu_count()}}
     if json_path:
         p = Path(json_path); tmp = p.with_name(f'.{p.name}.partial')
@@ -592,7 +761,13 @@ def _cmd_bench(args) -> int:
     if methods:
         bad = [m for m in methods if m not in METHODS + ('imbs_reference',)]
         if bad: raise SegmentError(f"--methods: unknown {bad}")
-    bench_segment(sizes, args.frames, methods, args.json)
+    memory = None
+    if args.memory_frames.lower() != 'none':
+        try: memory = tuple(int(v) for v in args.memory_frames.split(','))
+        except ValueError: memory = ()
+        if len(memory) != 2 or not 1 <= memory[0] < memory[1]:
+            raise SegmentError(f"--memory-frames {args.memory_frames!r}: expected SHORT,LONG with 1 <= SHORT < LONG (or none)")
+    bench_segment(sizes, args.frames, methods, args.json, memory=memory)
     if args.json: print(f"wrote {args.json}")
     return 0
 
@@ -603,4 +778,6 @@ def add_bench(bsub):
     p.add_argument('--size', default=None, metavar='WxH', help='only this size (default: 640x480 and 1920x1080)')
     p.add_argument('--frames', type=int, default=300)
     p.add_argument('--methods', default=None, help='comma-separated subset of imbs,mog2,knn,imbs_reference')
+    p.add_argument('--memory-frames', default='300,3000', metavar='SHORT,LONG',
+                   help='peak memory of `segment --store-mask` on this many frames of a real video (none: skip)')
     p.set_defaults(func=_cmd_bench)

@@ -66,16 +66,23 @@ def test_crop_outside_the_frame_is_a_clear_error(tmp_path):
 
 def test_bench_segment_json_format(tmp_path):
     out = tmp_path / 'b.json'
-    r = run('bench', 'segment', '--json', out, '--size', '160x120', '--frames', 30, '--methods', 'imbs,mog2')
+    r = run('bench', 'segment', '--json', out, '--size', '160x120', '--frames', 30, '--methods', 'imbs,mog2',
+            '--memory-frames', '40,200')
     assert r.returncode == 0, r.stderr
     d = json.loads(out.read_text())
-    assert set(d) >= {'results', 'agreement_with_reference'}
+    assert set(d) >= {'results', 'agreement_with_reference', 'memory'}
+    m = d['memory']      # peak memory of `segment --store-mask` on a real video, 40 vs 200 frames
+    assert (m['frames_short'], m['frames_long'], m['width'], m['height']) == (40, 200, 640, 480)
+    assert m['peak_mb_short'] > 0 and m['peak_mb_long'] > 0 and m['ratio'] == pytest.approx(m['peak_mb_long'] / m['peak_mb_short'])
+    assert 'segment --store-mask' in r.stdout and 'ratio' in r.stdout
     assert [x['method'] for x in d['results']] == ['imbs', 'mog2']
     for x in d['results']:
         assert (x['width'], x['height'], x['frames']) == (160, 120, 30)
         assert x['fps'] > 0 and np.isfinite(x['peak_mb']) and 0 <= x['iou'] <= 1
     assert 'pybgs' in r.stdout or any(x['method'] == 'imbs_reference' for x in d['results'])
     assert run('bench', 'segment', '--size', '12x5').returncode == 2
+    r = run('bench', 'segment', '--memory-frames', '300')
+    assert r.returncode == 2 and 'mousebehav: error: --memory-frames' in r.stderr
 
 
 def test_a_mouse_that_never_moves_is_found_in_every_frame():
