@@ -12,8 +12,8 @@ from typing import Iterable, Iterator
 # %% auto #0
 __all__ = ['BACKBONES', 'FILL', 'CHECKED', 'USER_ERRORS', 'FeatureError', 'WeightsError', 'BackboneSpec', 'Backbone',
            'file_sha256', 'pick_device', 'load_backbone', 'prepare_crop', 'content_key', 'features_path', 'Features',
-           'check_store', 'load_features', 'default_threads', 'extract', 'extract_many', 'crops_for', 'add_cli',
-           'bare_fps', 'bench_extract', 'add_bench']
+           'nonfinite_rows', 'check_store', 'load_features', 'default_threads', 'extract', 'extract_many', 'crops_for',
+           'add_cli', 'bare_fps', 'bench_extract', 'add_bench']
 
 # %% ../nbs/04_features.ipynb #4f096504
 import cv2
@@ -268,6 +268,13 @@ def _frames_named(frames, k: int = 5) -> str:
     s = ', '.join(str(int(i)) for i in frames[:k])
     return f"frame{'s' if len(frames) > 1 else ''} {s}" + (f", … ({len(frames)} rows)" if len(frames) > k else '')
 
+def nonfinite_rows(x, block: int = 1 << 16) -> np.ndarray:
+    "Indices of the rows of a (T, D) array that hold NaN or ±inf (checked in blocks: no (T, D) temporary for a long video)."
+    x = np.asarray(x)
+    if x.ndim != 2: x = x.reshape(len(x), -1) if x.size else x.reshape(len(x), 0)
+    out = [np.flatnonzero(~np.isfinite(x[i:i + block]).all(1)) + i for i in range(0, len(x), block)]
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
 def check_store(F, name=None):
     """Raise `FeatureError` naming the store (`name`, default `F.path`) and the rows when a loaded store (`Features`
     or alike: `features`, `frame_index`, optional `bbox`, `attrs`) holds numbers that are not finite (NaN, ±inf),
@@ -280,7 +287,7 @@ def check_store(F, name=None):
     T, errs = len(x), []
     if fi.shape != (T,): raise FeatureError(f"{name}: {T} feature rows but frame_index of shape {fi.shape}")
     if fi.dtype.kind not in 'iu': raise FeatureError(f"{name}: frame_index holds {fi.dtype} numbers, not integers")
-    bad = np.flatnonzero(~np.isfinite(x).all(1))
+    bad = nonfinite_rows(x)
     if len(bad): errs.append(f"{len(bad)} feature row(s) hold numbers that are not finite (NaN or inf) at {_frames_named(fi[bad])}")
     bad = np.flatnonzero(fi < 0)
     if len(bad): errs.append(f"negative frame numbers in {len(bad)} row(s) (rows {', '.join(map(str, bad[:5]))})")

@@ -195,9 +195,10 @@ def _frames_of(s, rows: np.ndarray, k: int = 5) -> str:
 def check_finite(xs, seqs=None, what: str = 'features'):
     """Raise `NonFiniteError` when any of the `(T_i, D)` arrays `xs` holds NaN or ±inf, naming each such sequence
     (video, crop and frames, from `seqs`' `Sequence`s when given, else its index) and its first bad rows."""
+    from mousebehav.features import nonfinite_rows
     bad = []
     for i, x in enumerate(xs):
-        rows = np.flatnonzero(~np.isfinite(np.asarray(x, np.float32)).reshape(len(x), -1).all(1))
+        rows = nonfinite_rows(x)
         if not len(rows): continue
         s = seqs[i] if seqs is not None else None
         name = (f"{s.video}{f' crop {s.crop}' if s.crop else ''} frames {s.start}–{s.end - 1}" if s is not None else f"sequence {i}")
