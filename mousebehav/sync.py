@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_sync.ipynb #8e2d5d08
 from __future__ import annotations
-import csv, hashlib, json, os, sys, tempfile, time
+import csv, hashlib, json, os, sys, tempfile, time, zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -87,20 +87,32 @@ class VideoSignals:
     @property
     def n_frames(self) -> int: return len(self.motion)
 
-def _cache_name(path, width, max_frames) -> str:
-    p = Path(path).resolve(); st = p.stat()
-    key = f'{p}|{st.st_size}|{st.st_mtime_ns}|{width}|{max_frames}'
-    return f'{p.stem}-{hashlib.sha1(key.encode()).hexdigest()[:12]}.signals.npz'
+def _cache_key(path, width, max_frames) -> str:
+    "What the signals of `path` depend on: the file's content (`file_fingerprint`, never its name) and the settings."
+    from mousebehav.video import file_fingerprint
+    return f'signals/1|{file_fingerprint(path)}|width={width}|max_frames={max_frames}'
+
+def _cache_name(key: str) -> str:
+    "The entry's file name: from the key alone, so a video renamed or moved finds its entry."
+    return f'{hashlib.sha1(key.encode()).hexdigest()[:20]}.signals.npz'
+
+def _read_cache(cache: Path, key: str, path) -> VideoSignals|None:
+    "The cached signals, or None when the entry is missing, unreadable or made for other content or settings."
+    try:
+        with np.load(cache) as z:
+            if str(z['key']) != key: return None
+            return VideoSignals(str(path), float(z['fps']), z['motion'], z['brightness'])
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile): return None
 
 def video_signals(path, width: int = 160, max_frames: int|None = None, cache_dir=None, progress: bool = False) -> VideoSignals:
-    "Motion energy and brightness of every frame of `path` (on frames downscaled to `width` px), cached in `cache_dir`."
+    """Motion energy and brightness of every frame of `path` (on frames downscaled to `width` px), cached in `cache_dir`:
+    an entry is keyed by the file's content and the settings, and is rebuilt when it does not match them."""
     info = probe(path, check_frames=False)
     cache = None
     if cache_dir is not None:
-        cache = Path(cache_dir)/_cache_name(path, width, max_frames)
-        if cache.exists():
-            z = np.load(cache)
-            return VideoSignals(str(path), float(z['fps']), z['motion'], z['brightness'])
+        key = _cache_key(path, width, max_frames)
+        cache = Path(cache_dir)/_cache_name(key)
+        if cache.exists() and (s := _read_cache(cache, key, path)) is not None: return s
     h = max(2, int(round(info.height * width / info.width)))
     mot, bri, prev = [], [], None
     bar = None
@@ -109,18 +121,22 @@ def video_signals(path, width: int = 160, max_frames: int|None = None, cache_dir
         bar = tqdm(total=info.frame_count if max_frames is None else min(max_frames, info.frame_count),
                    desc=f'signals {Path(path).name}', unit='frame')
     for b in iter_batches(path, 32, stop=max_frames):
-        for f in b.frames:
+        mb, bb = np.empty(len(b.frames), np.float32), np.empty(len(b.frames), np.float32)   # this batch's values
+        for j, f in enumerate(b.frames):
             g = cv2.resize(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), (width, h), interpolation=cv2.INTER_AREA).astype(np.float32)
-            bri.append(g.mean()); mot.append(np.nan if prev is None else np.abs(g - prev).mean()); prev = g
+            bb[j] = g.mean(); mb[j] = np.nan if prev is None else np.abs(g - prev).mean(); prev = g
+        mot.append(mb); bri.append(bb)
         if bar: bar.update(len(b.index))
     if bar: bar.close()
+    mot = np.concatenate(mot) if mot else np.zeros(0, np.float32)
+    bri = np.concatenate(bri) if bri else np.zeros(0, np.float32)
     if len(mot) < 2: raise SyncError(f"{path}: needs at least 2 frames to measure motion (has {len(mot)})")
     mot[0] = mot[1]
-    s = VideoSignals(str(path), float(info.fps), np.asarray(mot, np.float32), np.asarray(bri, np.float32))
+    s = VideoSignals(str(path), float(info.fps), mot, bri)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmpf = cache.with_name(f'.{cache.stem}.partial.npz')
-        np.savez(tmpf, fps=s.fps, motion=s.motion, brightness=s.brightness); os.replace(tmpf, cache)
+        np.savez(tmpf, key=np.array(key), fps=s.fps, motion=s.motion, brightness=s.brightness); os.replace(tmpf, cache)
     return s
 
 # %% ../nbs/02_sync.ipynb #276e3310

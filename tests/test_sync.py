@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mousebehav.sync import SYNC_COLUMNS, make_test_copies, write_timestamps, read_sync
+from mousebehav.sync import SYNC_COLUMNS, make_test_copies, write_timestamps, read_sync, video_signals
 from mousebehav.video import iter_frames, write_video
 from mousebehav.cli import main
 
@@ -72,3 +72,74 @@ def test_sync_cli_errors(copies, capsys):
     assert main(['sync', str(v[0]), '--out', str(out/'x.csv'), '--quiet']) == 2
     assert 'at least two videos' in capsys.readouterr().err
     assert not (out/'x.csv').exists()
+
+
+# The signal cache is keyed by each file's content and the settings, never by its name; a stale entry is rebuilt.
+
+def raw_copy(src, dst, start, n=120):
+    "Frames start…start+n-1 of `src` as uncompressed video: every such copy has the same size in bytes."
+    return write_video(dst, (f for i, f in iter_frames(src, start=start, stop=start + n)), fps=120, fourcc='I420')
+
+
+def test_signal_cache_two_cam1_in_two_session_folders(copies, tmp_path):
+    (v, out) = copies
+    (tmp_path/'day1').mkdir(); (tmp_path/'day2').mkdir()
+    a, b = shutil.copy(v[0], tmp_path/'day1'/'cam1.avi'), shutil.copy(v[37], tmp_path/'day2'/'cam1.avi')
+    cache = tmp_path/'cache'
+    sa, sb = video_signals(a, cache_dir=cache), video_signals(b, cache_dir=cache)
+    assert len(list(cache.glob('*.npz'))) == 2
+    assert np.array_equal(sa.motion, video_signals(v[0]).motion) and np.array_equal(sb.motion, video_signals(v[37]).motion)
+    assert np.array_equal(video_signals(a, cache_dir=cache).motion, sa.motion)   # each finds its own entry again
+
+
+def test_signal_cache_file_replaced_in_place_is_rebuilt(copies, tmp_path):
+    "Same name, same size, same modification time, other recording: new signals, never the old entry's."
+    (v, out) = copies
+    x, y = raw_copy(v[0], tmp_path/'x.avi', 0), raw_copy(v[0], tmp_path/'y.avi', 200)
+    assert x.stat().st_size == y.stat().st_size
+    cam = tmp_path/'cam1.avi'; cache = tmp_path/'cache'
+    shutil.copy2(x, cam); sx = video_signals(cam, cache_dir=cache)
+    t = cam.stat().st_mtime_ns
+    shutil.copy2(y, cam); os.utime(cam, ns=(t, t))
+    sy = video_signals(cam, cache_dir=cache)
+    assert np.array_equal(sy.motion, video_signals(y).motion) and not np.array_equal(sy.motion, sx.motion)
+
+
+def test_signal_cache_follows_the_content_not_the_path(copies, tmp_path, monkeypatch):
+    "A video moved to another folder under another name is found in the cache (no decoding at all)."
+    (v, out) = copies
+    cache = tmp_path/'cache'; first = shutil.copy(v[37], tmp_path/'session.avi')
+    s = video_signals(first, cache_dir=cache)
+    moved = shutil.move(first, tmp_path/'archive.avi')
+    import mousebehav.sync as SY
+    monkeypatch.setattr(SY, 'iter_batches', lambda *a, **k: pytest.fail('decoded again'))
+    again = video_signals(moved, cache_dir=cache)
+    assert np.array_equal(again.motion, s.motion) and again.video == str(moved)
+    assert len(list(cache.glob('*.npz'))) == 1
+
+
+def test_signal_cache_damaged_or_foreign_entry_is_rebuilt(copies, tmp_path):
+    (v, out) = copies
+    cache = tmp_path/'cache'
+    want = video_signals(v[121], cache_dir=cache)
+    (entry,) = cache.glob('*.npz')
+    entry.write_bytes(entry.read_bytes()[:100])                          # cut short (a full disk, a killed run)
+    assert np.array_equal(video_signals(v[121], cache_dir=cache).motion, want.motion)
+    other = video_signals(v[0])                                           # an entry whose key is another file's
+    np.savez(entry, key=np.array('another file'), fps=other.fps, motion=other.motion, brightness=other.brightness)
+    assert np.array_equal(video_signals(v[121], cache_dir=cache).motion, want.motion)
+
+
+def test_sync_cli_cache_with_a_view_replaced_in_place(copies, tmp_path):
+    "`mousebehav sync --cache`: two `cam1.avi` of two folders, then one of them replaced by another recording."
+    (v, out) = copies
+    (tmp_path/'a').mkdir(); (tmp_path/'b').mkdir()
+    ref, cam = shutil.copy(v[0], tmp_path/'a'/'cam1.avi'), tmp_path/'b'/'cam1.avi'
+    shutil.copy2(v[37], cam)
+    r = mb('sync', ref, cam, '--out', tmp_path/'s.csv', '--cache', tmp_path/'cache', '--quiet')
+    assert r.returncode == 0, r.stderr
+    assert round(float(rows(tmp_path/'s.csv')[1]['offset_frames'])) == -37
+    t = cam.stat().st_mtime_ns; shutil.copy(v[121], cam); os.utime(cam, ns=(t, t))
+    r = mb('sync', ref, cam, '--out', tmp_path/'s.csv', '--cache', tmp_path/'cache', '--quiet')
+    assert r.returncode == 0, r.stderr
+    assert round(float(rows(tmp_path/'s.csv')[1]['offset_frames'])) == -121
