@@ -359,7 +359,7 @@ def _decoded(path, sc: _Scan, start: int = 0) -> Iterator[tuple[int, av.VideoFra
     With timestamps it seeks to the keyframe before `start`, after showing the decoder the stream's first packet
     (encoders sign it, and FFmpeg's decoder undoes known encoder bugs by that signature). A seek that lands after
     `start`, or gives a damaged frame up to `start`, is abandoned for decoding from the first frame."""
-    seek = start > 0 and sc.seek_pts is not None and sc.seek_pts[start] > sc.pts[0]
+    seek = 0 < start < len(sc.times) and sc.seek_pts is not None and sc.seek_pts[start] > sc.pts[0]
     while True:
         lost = False
         with av.open(str(path), metadata_errors='ignore') as c:
