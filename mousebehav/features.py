@@ -292,7 +292,7 @@ def check_store(F, name=None):
     bad = np.flatnonzero(fi < 0)
     if len(bad): errs.append(f"negative frame numbers in {len(bad)} row(s) (rows {', '.join(map(str, bad[:5]))})")
     bad = np.flatnonzero(np.diff(fi) <= 0) + 1
-    if len(bad): errs.append(f"frame numbers not increasing at {len(bad)} row(s): {_frames_named(fi[bad])} come after {_frames_named(fi[bad - 1])}")
+    if len(bad): errs.append(f"frame numbers not increasing at {len(bad)} row(s): {_frames_named(fi[bad])} (after {_frames_named(fi[bad - 1])})")
     n = a.get('video_frame_count')
     if n is not None and T:
         bad = np.flatnonzero(fi >= int(n))
