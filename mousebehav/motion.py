@@ -11,8 +11,9 @@ from pathlib import Path
 __all__ = ['USER_ERRORS', 'FLOWS', 'DIRECTIONS', 'MOTION_COLUMNS', 'MARGIN', 'MOVING_PX', 'STILL_PX', 'BANDS', 'WINDOW_S',
            'BAND_SIGNALS', 'TRAVEL_S', 'TRAVEL_MIN', 'MOVING_SPEED', 'STATE_COLUMNS', 'CHECKPOINT', 'MotionError',
            'auto_scale', 'flow_function', 'body_axis', 'orient', 'motion_frame', 'oscillation_video', 'bands_for',
-           'band_columns', 'band_power', 'MotionTracker', 'motion_columns', 'motion_descriptors', 'block_means',
-           'extract_motion', 'combine_stores', 'flow_overlay', 'motion_browser', 'bench_motion', 'add_cli', 'add_bench']
+           'band_columns', 'band_power', 'MotionTracker', 'settle_heads', 'motion_columns', 'motion_descriptors',
+           'block_means', 'extract_motion', 'combine_stores', 'flow_overlay', 'motion_browser', 'bench_motion',
+           'add_cli', 'add_bench']
 
 # %% ../nbs/04b_motion.ipynb #ac880794
 import cv2
@@ -20,7 +21,7 @@ import h5py
 import numpy as np
 
 # %% ../nbs/04b_motion.ipynb #23ff5964
-from .video import Crop, iter_frames, probe
+from .video import Crop, file_fingerprint, iter_frames, probe
 
 # %% ../nbs/04b_motion.ipynb #d19ae89a
 class MotionError(ValueError):
@@ -242,7 +243,7 @@ def band_power(x: np.ndarray, fps: float, bands=BANDS, window_s: float = WINDOW_
 TRAVEL_S = 0.5          # s: time constant of the direction of travel that names the head end
 TRAVEL_MIN = 0.25       # body lengths/s: slower than this, the head end is kept from the frame before
 MOVING_SPEED = 0.5      # body lengths/s: internal motion faster than this counts as moving
-STATE_COLUMNS = ('area', 'head_x', 'head_y', 'travel_x', 'travel_y')
+STATE_COLUMNS = ('area', 'head_x', 'head_y', 'travel_x', 'travel_y', 'named')   # named: 1 once travel has named the head
 _PX = [MOTION_COLUMNS.index(c) for c in ('translation', 'internal', 'internal_p90', 'front', 'back', 'front_along',
                                          'front_across', 'back_along', 'back_across')]
 _RATE = [MOTION_COLUMNS.index(c) for c in ('divergence', 'curl', 'divergence_abs', 'curl_abs')]
@@ -253,16 +254,17 @@ class MotionTracker:
         if not fps or fps <= 0: raise MotionError(f"fps must be > 0 (got {fps})")
         self.fps, self.margin = float(fps), int(margin)
         self._fn = flow_function(flow, scale)
-        self.prev = None; self.head = None; self.travel = np.zeros(2)
+        self.prev = None; self.head = None; self.travel = np.zeros(2); self.named = False
 
     def state(self, area: float = 0.0) -> np.ndarray:
         "This tracker's state after a frame whose mask had `area` px, as a row of `STATE_COLUMNS`."
-        return np.r_[area, self.head if self.head is not None else (np.nan, np.nan), self.travel]
+        return np.r_[area, self.head if self.head is not None else (np.nan, np.nan), self.travel, float(self.named)]
 
     def restore(self, state, prev_grey: np.ndarray|None = None) -> MotionTracker:
         "Go on after the frame `prev_grey` whose state row (`STATE_COLUMNS`) is `state` (resuming a run)."
         s = np.asarray(state, float)
-        self.head = None if np.isnan(s[1:3]).any() else s[1:3].copy(); self.travel = s[3:5].copy(); self.prev = prev_grey
+        self.head = None if np.isnan(s[1:3]).any() else s[1:3].copy(); self.travel = s[3:5].copy()
+        self.named = bool(s[5]); self.prev = prev_grey
         return self
 
     def update(self, grey: np.ndarray, mask: np.ndarray|None) -> tuple[np.ndarray, np.ndarray]:
@@ -279,9 +281,32 @@ class MotionTracker:
         fast = np.hypot(*self.travel) > TRAVEL_MIN * body / self.fps
         row, h, t = _motion(prev, grey, m8, self.head, self.travel if fast else None, self._fn,
                             MOVING_SPEED * body / self.fps, self.margin)
+        if fast and abs(h @ self.travel) > 0.5 * np.hypot(*self.travel): self.named = True
         a = min(1.0, 1.0 / (TRAVEL_S * self.fps))
         self.head, self.travel = h, (1 - a) * self.travel + a * t
         return row, self.state(area)
+
+_SWAP = {'front': 'back', 'front_moving': 'back_moving', 'front_along': 'back_along', 'front_across': 'back_across'}
+_SWAP |= {v: k for k, v in _SWAP.items()} | {f'dir_{d:03d}': f'dir_{(d + 180) % 360:03d}' for d in DIRECTIONS}
+_TURN = np.array([MOTION_COLUMNS.index(_SWAP.get(c, c)) for c in MOTION_COLUMNS])
+_SIGN = np.array([-1.0 if c.endswith(('_along', '_across')) else 1.0 for c in MOTION_COLUMNS])
+
+def settle_heads(rows: np.ndarray, states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`MotionTracker` rows and states of a whole video with the head of the frames before the mouse first travelled
+    (state `named` = 0) made to agree with the head it then named, going back frame by frame (a head kept from one
+    frame to the one before by continuity): those rows are turned around (front and back swapped, along and across
+    negated, directions turned by 180°). → (rows, heads (T,2), NaN where no mouse). Without any travel, unchanged."""
+    rows = np.array(rows, np.float64); states = np.asarray(states, np.float64)
+    s = {c: j for j, c in enumerate(STATE_COLUMNS)}
+    heads = states[:, [s['head_x'], s['head_y']]].copy(); heads[states[:, s['area']] == 0] = np.nan
+    named = np.flatnonzero(states[:, s['named']] > 0)
+    if not len(named): return rows, heads
+    ref = heads[named[0]]
+    for t in range(named[0] - 1, -1, -1):
+        if np.isnan(heads[t]).any(): continue
+        if heads[t] @ ref < 0: rows[t] = rows[t, _TURN] * _SIGN; heads[t] = -heads[t]
+        ref = heads[t]
+    return rows, heads
 
 def motion_columns(fps: float, bands=BANDS, window_s: float = WINDOW_S) -> tuple[str, ...]:
     "All stored columns at this frame rate: `MOTION_COLUMNS`, then `band_columns`."
@@ -313,7 +338,7 @@ def _read_attrs(path: Path) -> dict:
         return {k: (v.decode() if isinstance(v, bytes) else v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
 
 _COMPARED = ('backbone', 'columns', 'motion_params', 'segmentation', 'segmentation_params', 'video_name', 'video_bytes',
-             'video_frame_count', 'crop', 'stride')
+             'video_fingerprint', 'video_frame_count', 'crop', 'stride')
 
 def _differences(have: dict, want: dict) -> list[str]:
     return [f"{k}: store has {have.get(k)!r}, this run {want[k]!r}" for k in _COMPARED if have.get(k) != want[k]]
@@ -352,8 +377,8 @@ def _settings(info, video, crop, stride, method, seg_params, mparams) -> dict:
     cols = motion_columns(info.fps, mparams['bands'], mparams['window_s'])
     return dict(backbone='motion', feature_dim=len(cols), columns=json.dumps(cols), motion_params=json.dumps(mparams, sort_keys=True),
                 segmentation=method, segmentation_params=json.dumps(seg_params, sort_keys=True, default=str),
-                video=str(Path(video).resolve()), video_name=Path(video).name,
-                video_bytes=Path(video).stat().st_size, video_fps=float(info.fps), video_frame_count=int(info.frame_count),
+                video=str(Path(video).resolve()), video_name=Path(video).name, video_bytes=Path(video).stat().st_size,
+                video_fingerprint=file_fingerprint(video), video_fps=float(info.fps), video_frame_count=int(info.frame_count),
                 width=int(w), height=int(h), crop=str(crop) if crop is not None else '', stride=int(stride),
                 dtype='float32', mousebehav_version=__version__)
 
@@ -393,12 +418,13 @@ def _append(f, rows, boxes, found):
         f[k].resize(n + m, axis=0); f[k][n:] = v
     f.attrs['n_done'] = n + m; f.flush()
 
-def _write_store(path: Path, settings: dict, feats, index, bbox, detected) -> Path:
+def _write_store(path: Path, settings: dict, feats, index, bbox, detected, head=None) -> Path:
     "Write the finished store under a temporary name, then rename it to `path`."
     tmp = path.with_name(path.stem + f'.writing-{os.getpid()}.h5')
     try:
         with h5py.File(tmp, 'w') as f:
             f['features'] = feats; f['frame_index'] = index; f['bbox'] = bbox; f['detected'] = detected
+            if head is not None: f['head'] = np.asarray(head, np.float32)
             for k, v in settings.items(): f.attrs[k] = v
             f.attrs['n_done'] = len(feats); f.attrs['complete'] = True
         os.replace(tmp, path)
@@ -419,8 +445,9 @@ def extract_motion(video, out, crop=None, stride: int = 1, segmentation='imbs', 
                    progress: bool = True, max_frames: int|None = None, overwrite: bool = False, flow: str = 'dis',
                    scale: int|str = 'auto', bands=BANDS, window_s: float = WINDOW_S) -> Path:
     """Motion descriptors (`motion_columns(fps)`) of every frame of `video` (or of its `crop` panel) → an HDF5 store in
-    the format of `mousebehav.features` (`features` (T,D) float32, `frame_index`, `bbox`, `detected`;
-    `attrs['backbone'] = 'motion'`, `attrs['columns']`), one row per `stride` frames: the mean of that block's frames
+    the format of `mousebehav.features` (`features` (T,D) float32, `frame_index`, `bbox`, `detected`, and `head`
+    (T,2): the unit vector to the head in image coordinates, (0, 0) when unknown; `attrs['backbone'] = 'motion'`,
+    `attrs['columns']`), one row per `stride` frames: the mean of that block's frames
     with a mouse (zeros and `detected` False when none had one). The flow is computed between every two consecutive
     frames whatever the stride. `out`: a folder or a `.h5` path. `segmentation`: 'imbs' | 'mog2' | 'knn' (run live,
     `params` passed on), or a `Segmentation` / .h5 file with masks. `flow`: 'dis' | 'farneback'; `scale`: finest flow
@@ -478,10 +505,11 @@ def extract_motion(video, out, crop=None, stride: int = 1, segmentation='imbs', 
     finally:
         f.close()
         if bar: bar.close()
-    d = motion_descriptors(raw[:, :len(MOTION_COLUMNS)], raw[:, len(MOTION_COLUMNS)], info.fps, keep, window_s)
+    rows, heads = settle_heads(raw[:, :len(MOTION_COLUMNS)], raw[:, len(MOTION_COLUMNS):])
+    d = motion_descriptors(rows, raw[:, len(MOTION_COLUMNS)], info.fps, keep, window_s)
     feats, any_det = block_means(d, det, stride)
     at = np.arange(0, len(raw), stride)
-    _write_store(out, settings, feats, at.astype(np.int64), bbox[at], any_det)
+    _write_store(out, settings, feats, at.astype(np.int64), bbox[at], any_det, np.nan_to_num(heads[at]))  # head: (0, 0) without a mouse
     tmp.unlink(missing_ok=True)
     return out
 
@@ -495,7 +523,8 @@ def _names(F) -> list[str]:
 
 def combine_stores(paths, out, overwrite: bool = True) -> Path:
     """One store with the columns of every store in `paths` side by side (float32), for stores of the same video, crop,
-    stride and frame indices (checked: `MotionError` naming the stores that differ). Columns are named
+    stride and frame indices (checked: `MotionError` naming the stores that differ; videos compared by content where
+    the stores record `video_fingerprint`, else by name and size). Columns are named
     `<kind>:<column>`; `attrs['backbone']` is the kinds joined by '+', `attrs['parts']` lists the stores combined;
     `detected` is true where every part found the mouse; `bbox` is the first part's. `out`: a `.h5` path or a folder
     (file named as the parts). An existing combined store at `out` is replaced (unless `overwrite=False`), any other
@@ -508,9 +537,11 @@ def combine_stores(paths, out, overwrite: bool = True) -> Path:
     a0, p0 = Fs[0].attrs, paths[0]
     for F, p in zip(Fs[1:], paths[1:]):
         a = F.attrs
-        if (a.get('video_name'), a.get('video_bytes')) != (a0.get('video_name'), a0.get('video_bytes')):
-            raise MotionError(f"{p0} and {p} describe different videos ({a0.get('video_name')}, {a0.get('video_bytes')} bytes; "
-                              f"{a.get('video_name')}, {a.get('video_bytes')} bytes)")
+        same = (a['video_fingerprint'] == a0['video_fingerprint'] if a.get('video_fingerprint') and a0.get('video_fingerprint')
+                else (a.get('video_name'), a.get('video_bytes')) == (a0.get('video_name'), a0.get('video_bytes')))
+        if not same:
+            what = lambda x: f"{x.get('video_name')}, {x.get('video_bytes')} bytes" + (f", content {x['video_fingerprint']}" if x.get('video_fingerprint') else '')
+            raise MotionError(f"{p0} and {p} describe different videos ({what(a0)}; {what(a)})")
         if (a.get('crop') or '') != (a0.get('crop') or ''):
             raise MotionError(f"{p0} and {p} describe different crops of {a0.get('video_name')} ({a0.get('crop') or 'whole frame'}; {a.get('crop') or 'whole frame'})")
         if int(a.get('stride', 1)) != int(a0.get('stride', 1)):
@@ -523,6 +554,10 @@ def combine_stores(paths, out, overwrite: bool = True) -> Path:
     dup = sorted({k for k in flat if flat.count(k) > 1})
     if dup: raise MotionError(f"stores of the same kind ({', '.join(dup)}) cannot be combined: {', '.join(str(p) for p in paths)}")
     names = [n for F in Fs for n in _names(F)]
+    head = None                                        # a motion part's head vectors, for pictures
+    for p in paths:
+        with h5py.File(p, 'r') as f:
+            if head is None and 'head' in f: head = f['head'][:]
     feats = np.concatenate([np.asarray(F.features, np.float32) for F in Fs], axis=1)
     det = np.ones(len(feats), bool)
     for F in Fs:
@@ -546,7 +581,7 @@ def combine_stores(paths, out, overwrite: bool = True) -> Path:
                                            segmentation=str(F.attrs.get('segmentation', ''))) for p, F in zip(paths, Fs)]),
                     mousebehav_version=__version__)
     out.parent.mkdir(parents=True, exist_ok=True)
-    return _write_store(out, settings, feats, np.asarray(Fs[0].frame_index, np.int64), np.asarray(Fs[0].bbox, np.int32), det)
+    return _write_store(out, settings, feats, np.asarray(Fs[0].frame_index, np.int64), np.asarray(Fs[0].bbox, np.int32), det, head)
 
 # %% ../nbs/04b_motion.ipynb #287260c4
 def flow_overlay(prev_frame: np.ndarray, frame: np.ndarray, mask: np.ndarray|None = None, box=None, flow='dis',
@@ -612,6 +647,9 @@ def motion_browser(video, store, columns=('internal', 'front', 'back'), segmenta
     if sg is not None and sg.mask is None: raise MotionError("the segmentation has no masks (segment with --store-mask)")
     srow = {} if sg is None else {int(i): k for k, i in enumerate(sg.frame_index)}
     mp = json.loads(F.attrs.get('motion_params', '{}'))
+    heads = None
+    if F.path:
+        with h5py.File(F.path, 'r') as f: heads = f['head'][:] if 'head' in f else None
     crop = F.attrs.get('crop') or None; t = F.frame_index / F.fps
     def show(k=0):
         i = max(int(F.frame_index[k]), 1); f0, f1 = read_frame(video, i - 1, crop), read_frame(video, i, crop)
@@ -625,7 +663,9 @@ def motion_browser(video, store, columns=('internal', 'front', 'back'), segmenta
         a0.imshow(to_rgb(full)); a0.axis('off'); a0.set_title(f'{Path(video).name}  frame {i}')
         a1.axis('off')
         if ok:
-            img = flow_overlay(f0, f1, m if m is not None and m.sum() >= 10 else None, b, mp.get('flow', 'dis'), mp.get('scale', 0), zoom=4, gain=3)
+            hd = heads[k] if heads is not None and np.any(heads[k]) else None
+            img = flow_overlay(f0, f1, m if m is not None and m.sum() >= 10 else None, b, mp.get('flow', 'dis'), mp.get('scale', 0),
+                               head=hd, zoom=4, gain=3)
             a1.imshow(to_rgb(img)); a1.set_title('internal motion ×3' if m is not None else 'flow in the box ×3')
         for r, c in enumerate(pick):
             ax = fig.add_subplot(gs[1 + r, :]); ax.plot(t, F.features[:, names.index(c)], lw=0.8); ax.axvline(t[k], c='r'); ax.set_ylabel(c, fontsize=8)

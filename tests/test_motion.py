@@ -67,6 +67,18 @@ def test_frames_without_a_mouse_are_zeros_never_nan(tmp_path):
     assert (F.features[5:15, :len(MOTION_COLUMNS)] == 0).all()
 
 
+@pytest.mark.parametrize('crop', ['0,0,450,360', '450,0,900,360', '900,0,1350,360'])
+def test_the_head_is_the_end_a_walking_mouse_goes_to(tmp_path, crop):
+    video = fetch_file('bsoid-panels', 'locomote_hstacked.mp4')
+    seg = segment_video(video, crop=crop, store_mask=True, progress=False)
+    F = load_features(extract_motion(video, tmp_path, crop=crop, segmentation=seg, progress=False))
+    with h5py.File(F.path, 'r') as f: head = f['head'][:]
+    c = seg.centroid.astype(float); step = np.full_like(c, np.nan); step[5:-5] = c[10:] - c[:-10]   # 10 frames of travel
+    fast = np.hypot(*step.T) > 0.25 * np.sqrt(np.median(seg.area[seg.area > 0]))              # over ¼ body length
+    assert fast.sum() > 20
+    assert (np.einsum('ij,ij->i', head[fast], step[fast]) > 0).mean() > 0.9
+
+
 @pytest.fixture(scope='module')
 def itch(tmp_path_factory):
     "A real B-SOiD panel, its saved segmentation with masks, and its motion and posture stores (5 rows per second)."
@@ -131,6 +143,18 @@ def test_combine_real_stores_and_refusals(itch, tmp_path):
     with pytest.raises(MotionError, match='different frame indices'): combine_stores([cut, itch['motion']], tmp_path/'x.h5')
     with pytest.raises(MotionError, match='not a combined store'): combine_stores([itch['posture'], itch['motion']], other_crop)
     assert not list(tmp_path.glob('*writing*'))
+
+
+def test_two_videos_with_one_name_are_not_combined(itch, tmp_path):
+    "cam1.mp4 of two session folders: same file name, other content."
+    import shutil
+    a, b = tmp_path/'day1', tmp_path/'day2'; a.mkdir(); b.mkdir()
+    shutil.copy(itch['video'], a/'cam1.mp4'); shutil.copy(fetch_file('bsoid-panels', 'rear_minus_hstacked.mp4'), b/'cam1.mp4')
+    p = extract_posture(a/'cam1.mp4', tmp_path/'p', crop=itch['crop'], stride=3, progress=False)
+    m = extract_motion(b/'cam1.mp4', tmp_path/'m', crop=itch['crop'], stride=3, progress=False)
+    with pytest.raises(MotionError, match='different videos'): combine_stores([p, m], tmp_path/'x.h5')
+    same = extract_motion(a/'cam1.mp4', tmp_path/'m2', crop=itch['crop'], stride=3, segmentation=itch['seg'], progress=False)
+    assert load_features(same).attrs['video_fingerprint'] == load_features(itch['motion']).attrs['video_fingerprint']
 
 
 def _parser():
