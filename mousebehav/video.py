@@ -202,8 +202,8 @@ def _timing(p: Path, pk: _Packets, tb: Fraction, rates: list, raw: bool, codec: 
         else: fps, src = (rates[0], 'header') if rates else (Fraction(ASSUMED_FPS), 'assumed')
         return ticks * float(tb), stamps if stamp_kind == 'pts' else None, fps, src, warn
     fps, src = (rates[0], 'header') if rates else (Fraction(ASSUMED_FPS), 'assumed')
-    rate = (f"{float(fps):g} fps from the stream's own timing information" if src == 'header' else
-            f"assuming {float(fps):g} fps (mousebehav.video.ASSUMED_FPS)")
+    rate = (f"assuming {float(fps):g} fps (mousebehav.video.ASSUMED_FPS)" if src == 'assumed' else
+            f"{float(fps):g} fps from the stream's own timing information" if raw else f"the header's {float(fps):g} fps")
     if raw:
         warn.append(f"{p}: a raw {codec} stream without a container stores no frame times; {rate}. If the camera ran at "
                     f"another rate, put the stream in a container at that rate: ffmpeg -framerate RATE -i {p.name} -c copy {p.stem}.mp4")
