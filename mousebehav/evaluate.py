@@ -674,7 +674,7 @@ def _cmd_evaluate(args) -> int:
     from mousebehav import sequences as S
     stores = S.stores_for(args.features)
     with warnings.catch_warnings():          # the skipped rows are printed below and written to metrics.json
-        warnings.simplefilter('ignore', S.LabelWarning)
+        warnings.filterwarnings('ignore', r'\d+ row\(s\) of .* skipped', S.LabelWarning)
         res = evaluate_model(args.model, args.labels, stores, window=args.window, subject=args.subject)
     print(f"{res['n_sequences']} sequences: accuracy {res['accuracy']:.3f}, macro-F1 {res['macro_f1']:.3f}")
     for c, d in res['per_class'].items():

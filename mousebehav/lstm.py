@@ -525,7 +525,7 @@ def _cmd_train(args) -> int:
     labels = read_label_file(args.labels, videos=frame_counts(stores) or None, video_fps=video_rates(stores) or None,
                              subject=args.subject)
     with warnings.catch_warnings():          # the skipped rows are printed below
-        warnings.simplefilter('ignore', LabelWarning)
+        warnings.filterwarnings('ignore', r'\d+ row\(s\) of .* skipped', LabelWarning)
         ss = build_sequences(labels, stores, args.classes, fps=args.fps, window=args.window)
     sk = ss.skipped if ss.skipped is not None else []
     if len(sk):

@@ -136,6 +136,15 @@ def test_extract_out_dir_refuses_other_content_with_the_same_name(tmp_path, caps
     assert 'video content' in capsys.readouterr().err
 
 
+def test_extract_refuses_two_inputs_named_alike(tmp_path, capsys):
+    "One command, two sessions' cam1.avi into one folder: refused before anything is written."
+    a, b = same_size_videos(tmp_path/'src')
+    s1, s2 = tmp_path/'session1'/'cam1.avi', tmp_path/'session2'/'cam1.avi'
+    s1.parent.mkdir(); s2.parent.mkdir(); shutil.copyfile(a, s1); shutil.copyfile(b, s2)
+    assert main(['extract', str(s1), str(s2), '--out', str(tmp_path/'out'), '--quiet', '--backbone', 'posture']) == 2
+    assert 'cam1.h5' in capsys.readouterr().err and not (tmp_path/'out').exists()
+
+
 def test_extract_resumes_only_the_same_content(tmp_path):
     from mousebehav.features import extract, load_features, FeatureError
     a, b = same_size_videos(tmp_path/'src')
@@ -346,6 +355,13 @@ def test_train_and_evaluate_read_boris_exports(base_store, field_cases, tmp_path
     r = json.loads((tmp_path/'ev'/'metrics.json').read_text())
     # locomote and rearing are the model's classes; face_groom (grooming) is not: skipped and named
     assert r['n_sequences'] == 2 and r['skipped_rows'] == 1 and r['skipped'][0]['behavior'] == 'face_groom'
+    # an export whose FPS column (25) is not the video's rate (30): seconds become frames at the video's rate
+    capsys.readouterr()
+    assert main(['evaluate', str(m), str(base_store), '--labels', str(field_cases/'boris_fps25_video30.csv'),
+                 '--out', str(tmp_path/'ev25')]) == 0
+    assert 'says 25 fps' in capsys.readouterr().err                 # the labels' warning is not swallowed
+    r = json.loads((tmp_path/'ev25'/'metrics.json').read_text())
+    assert [(p['start'], p['end'], p['true']) for p in r['predictions']] == [(0, 30, 'crawling'), (60, 90, 'rearing')]
 
 
 # ---- 2. the ethogram's time_s is each frame's real time
