@@ -558,7 +558,8 @@ def extract(video, out, backbone='efficientnet_lite0', segmentation='imbs', crop
     `out`: a folder (file named by `features_path`) or a `.h5` path. `backbone`: a name or a loaded `Backbone`.
     `segmentation`: 'imbs' | 'mog2' | 'knn' (run live), a `Segmentation`, a segmentation .h5 path, or None (whole frame).
     A finished store with the same settings is returned as is; an unfinished one is resumed; one made with
-    other settings is refused. `max_frames` stops after about that many new rows (the store stays unfinished).
+    other settings — or from other video content (`video_fingerprint`: another video with the same file name, or
+    this file before it changed) — is refused. `max_frames` stops after about that many new rows (the store stays unfinished).
     `backbone='posture'` writes posture and motion descriptors instead (`mousebehav.posture.extract_posture`)."""
     if backbone == 'posture':
         from mousebehav.posture import extract_posture
@@ -696,7 +697,7 @@ def add_cli(sub):
     "Add the `extract` subcommand."
     p = sub.add_parser('extract', help='CNN features of every frame (masked mouse crop) → one HDF5 store per video',
                        description='Decode, segment, crop, run a pretrained CNN and write <out>/<video stem>[__crop].h5 per video; '
-                                   'resumes unfinished stores, refuses stores made with other settings.')
+                                   'resumes unfinished stores, refuses stores made with other settings or from another video with the same name.')
     p.add_argument('videos', nargs='+', metavar='VIDEO', help='video file, or VIDEO@x0,y0,x1,y1 for one panel of it')
     p.add_argument('--out', required=True, help='output folder')
     p.add_argument('--backbone', default='efficientnet_lite0', help="efficientnet_lite0 (default), vgg16_fc7, torchvision:ARCH, "
