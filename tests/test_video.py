@@ -327,6 +327,9 @@ def test_fingerprint_is_content_not_name(field_cases, tmp_path):
     f0 = file_fingerprint(big)
     with open(big, 'r+b') as f: f.seek(3 * 2**20 - 10); f.write(b'x')
     assert file_fingerprint(big) != f0  # a change in the last MiB
+    big = tmp_path/'big.mp4'; big.write_bytes(bytes(8 * 2**20)); f0 = file_fingerprint(big)
+    with open(big, 'r+b') as f: f.seek(2**20 + (8 * 2**20 - 2**21 - 2**16) * 9 // 17 + 5); f.write(b'x')
+    assert file_fingerprint(big) != f0  # same size, an edit in the middle of the file (a sampled block)
 
 
 def test_probe_is_cached_until_the_file_changes(base_frames, tmp_path):
