@@ -132,6 +132,8 @@ def _user_errors() -> tuple:
         if name.startswith('mousebehav.') and m is not None: errs += list(getattr(m, 'USER_ERRORS', ()))
     return tuple(errs)
 
+# `issubclass(C, _OurWarnings)` is true for every warning class defined in a mousebehav module, so one warnings filter
+# covers them all, also those of modules imported while the command runs
 class _OursMeta(type):
     def __subclasscheck__(cls, c): return isinstance(c, type) and issubclass(c, Warning) and _ours(c.__module__)
 
@@ -145,10 +147,10 @@ def _show_our_warnings():
     place, as one line `mousebehav: warning: …` on stderr, whatever `PYTHONWARNINGS` or `-W` say; others as Python would."""
     warnings.filterwarnings('default', category=UserWarning, module=r'mousebehav(\.|$)')
     warnings.filterwarnings('default', category=_OurWarnings)
-    pkg = str(Path(sys.modules['mousebehav'].__file__).resolve().parent)
+    pkg = Path(sys.modules['mousebehav'].__file__).resolve().parent
     show = warnings.showwarning
     def showwarning(message, category, filename, lineno, file=None, line=None):
-        if not (_ours(category.__module__) or str(Path(filename).resolve()).startswith(pkg)):
+        if not (_ours(category.__module__) or Path(filename).resolve().is_relative_to(pkg)):
             return show(message, category, filename, lineno, file, line)
         print('mousebehav: warning: ' + ' '.join(str(message).split()), file=sys.stderr, flush=True)
     warnings.showwarning = showwarning

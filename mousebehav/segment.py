@@ -459,6 +459,7 @@ class _Writer:
     FLUSH_FRAMES = 256
     def __init__(self, path, height: int, width: int, store_mask: bool, tmp=None):
         self.path = Path(path); self.tmp = Path(tmp) if tmp else self.path.with_name(f'.{self.path.name}.partial')
+        if not self.path.parent.is_dir(): raise SegmentError(f"{self.path}: the folder {self.path.parent} does not exist")
         self.f = h5py.File(self.tmp, 'w'); self.n = 0
         rows = dict(frame_index=((), np.int64), bbox=((4,), np.int32), area=((), np.int32), centroid=((2,), np.float32))
         for name, (shape, dtype) in rows.items():
