@@ -310,7 +310,7 @@ def segmentation_stats(segmentation, fps: float|None = None, frame_size: tuple[i
 def _verdict(r, L) -> tuple[str, bool]:
     T, n = r['frames'], r['found']
     if T == 0: return "no frames were segmented", False
-    if n == 0: return f"no mouse found in any frame (0 of {T}): the segmentation failed; look at the contact sheet", False
+    if n == 0: return f"no mouse found in any frame (0 of {T}): the video shows none, or the segmentation missed it; look at the contact sheet", False
     pct = f"{100 * r['share_found']:.1f} %"
     if r['share_found'] < L['failed_found']:
         return f"mouse found in only {n} of {T} frames ({pct}): the segmentation failed for most of the video", False
