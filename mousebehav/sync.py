@@ -24,7 +24,7 @@ from scipy.optimize import minimize, minimize_scalar
 from scipy.signal import correlate
 
 # %% ../nbs/02_sync.ipynb #3504a7f8
-from .video import VideoError, probe, iter_batches, iter_frames, read_frame, write_video, to_rgb
+from .video import VideoError, probe, iter_batches, iter_frames, read_frame, write_video, to_rgb, file_fingerprint
 
 # %% ../nbs/02_sync.ipynb #6102ac3d
 class SyncError(ValueError):
@@ -89,7 +89,6 @@ class VideoSignals:
 
 def _cache_key(path, width, max_frames) -> str:
     "What the signals of `path` depend on: the file's content (`file_fingerprint`, never its name) and the settings."
-    from mousebehav.video import file_fingerprint
     return f'signals/1|{file_fingerprint(path)}|width={width}|max_frames={max_frames}'
 
 def _cache_name(key: str) -> str:
@@ -623,6 +622,15 @@ def add_cli(sub):
 DANNCE_VIEWS = ['CameraR_31500.mp4', 'CameraL_31500.mp4', 'CameraE_31500.mp4', 'CameraU_31500.mp4', 'CameraS_31500.mp4']
 BENCH_TRIMS = [0, 37, 121, 5, 240]
 
+def _bench_copies(video, work: Path, trims, drifts, n_frames: int, scale: float) -> list[Path]:
+    """`make_test_copies` of `video` in `work`, reused by a later run only when made from the same content with the same
+    settings: they live in a folder named by a key of the source's `file_fingerprint` and the settings."""
+    key = hashlib.sha1(f'{file_fingerprint(video)}|{list(trims)}|{list(drifts)}|{n_frames}|{scale}'.encode()).hexdigest()[:16]
+    out = work/f'copies-{Path(video).stem}-{key}'
+    ps = [out/f"{Path(video).stem}_k{k}{'' if dr is None else f'_d{dr:g}'}.avi" for k, dr in zip(trims, drifts)]
+    if not all(p.exists() for p in ps): make_test_copies(video, out, trims, n_frames, scale, drift=drifts)
+    return ps
+
 def bench_sync(work_dir, n_frames: int = 1800, scale: float = 0.5, views=None, trims=BENCH_TRIMS,
                drift: float = 1.001, progress: bool = True) -> dict:
     "Offsets and drift recovered on trimmed / resampled copies of the DANNCE views (see the benchmark page)."
@@ -634,8 +642,7 @@ def bench_sync(work_dir, n_frames: int = 1800, scale: float = 0.5, views=None, t
     copies = {}
     for v, k in zip(views, trims):
         ks, ds = [k, top - k, 0, 0, 0], [None, None, None, drift, 1 / drift]
-        ps = [work/f"{Path(v).stem}_k{kk}{'' if dd is None else f'_d{dd:g}'}.avi" for kk, dd in zip(ks, ds)]
-        if not all(p.exists() for p in ps): make_test_copies(d/v, work, ks, n_frames, scale, drift=ds)
+        ps = _bench_copies(d/v, work, ks, ds, n_frames, scale)
         copies[v] = dict(neg=ps[0], pos=ps[1], k0=ps[2], d_fast=ps[3], d_slow=ps[4])
     t_copies = time.time() - t0
     rows = []; t0 = time.time()

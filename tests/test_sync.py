@@ -143,3 +143,20 @@ def test_sync_cli_cache_with_a_view_replaced_in_place(copies, tmp_path):
     r = mb('sync', ref, cam, '--out', tmp_path/'s.csv', '--cache', tmp_path/'cache', '--quiet')
     assert r.returncode == 0, r.stderr
     assert round(float(rows(tmp_path/'s.csv')[1]['offset_frames'])) == -121
+
+
+def test_bench_copies_are_reused_only_for_the_same_source_and_settings(data_dir, tmp_path):
+    "`bench sync --work DIR` keeps its trimmed copies; a run with other settings must not pick up copies of the last one."
+    from mousebehav.sync import _bench_copies
+    from mousebehav.video import probe
+    src = data_dir/'dannce-5cam'/'CameraR_31500.mp4'
+    a = _bench_copies(src, tmp_path, [0, 5], [None, None], 40, 0.1)
+    assert [probe(p).frame_count for p in a] == [40, 40]
+    t = [p.stat().st_mtime_ns for p in a]
+    assert _bench_copies(src, tmp_path, [0, 5], [None, None], 40, 0.1) == a and [p.stat().st_mtime_ns for p in a] == t
+    b = _bench_copies(src, tmp_path, [0, 5], [None, None], 60, 0.1)              # more frames: new copies
+    assert [probe(p).frame_count for p in b] == [60, 60] and [probe(p).frame_count for p in a] == [40, 40]
+    other = tmp_path/'src'; other.mkdir()                                         # same name, other recording
+    shutil.copy(data_dir/'dannce-5cam'/'CameraE_31500.mp4', other/'CameraR_31500.mp4')
+    c = _bench_copies(other/'CameraR_31500.mp4', tmp_path, [0, 5], [None, None], 40, 0.1)
+    assert c[0].parent != a[0].parent
