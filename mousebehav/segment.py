@@ -663,15 +663,21 @@ def _bench_worker(method: str, width: int, height: int, frames: int) -> dict:
         res['iou_segmenter'] = float(np.nanmean(si[warm:])); res['iou_still_segmenter'] = float(np.nanmean(si[video.still]))
     return res
 
-def _peak_rss(cmd) -> tuple[float, float, int, str]:
-    "Run `cmd` in a fresh process: (its peak resident memory in MB, wall seconds, exit code, end of stderr). Linux."
+_PEAK_CODE = ("import sys; from mousebehav.cli import main; rc = main(sys.argv[2:]); "
+              "open(sys.argv[1], 'w').write([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]); "
+              "sys.exit(rc)")
+
+def _peak_rss(argv) -> tuple[float, float, int, str]:
+    """Run `mousebehav ARGV` in a fresh interpreter: (its peak resident memory in MB, wall seconds, exit code, end of
+    stderr). The peak is the process's own (`VmHWM` read by it at the end; Linux): a child's `ru_maxrss` would include
+    the parent's memory at the fork."""
     t0 = time.perf_counter()
-    with tempfile.TemporaryFile() as err:
-        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
-        _, status, ru = os.wait4(p.pid, 0)
-        p.returncode = os.waitstatus_to_exitcode(status)
-        err.seek(0); tail = err.read().decode(errors='replace')[-2000:]
-    return ru.ru_maxrss / 1024, time.perf_counter() - t0, p.returncode, tail
+    with tempfile.TemporaryDirectory() as d:
+        peak = Path(d)/'peak'
+        r = subprocess.run([sys.executable, '-c', _PEAK_CODE, str(peak), *map(str, argv)], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+        mb = int(peak.read_text()) / 1024 if peak.exists() else float('nan')
+    return mb, time.perf_counter() - t0, r.returncode, r.stderr[-2000:]
 
 def bench_segment_memory(frames_short: int = 300, frames_long: int = 3000, video=None) -> dict:
     """Peak resident memory of `mousebehav segment VIDEO --store-mask` on the first `frames_short` and the first
@@ -693,9 +699,7 @@ def bench_segment_memory(frames_short: int = 300, frames_long: int = 3000, video
             v = write_video(Path(d)/f'{src.stem}_looped.avi', looped(), info.fps, fourcc='mp4v')
         res = {}
         for key, n in (('short', frames_short), ('long', frames_long)):
-            cmd = [sys.executable, '-c', 'import sys; from mousebehav.cli import main; sys.exit(main())', 'segment', str(v),
-                   '--out', str(Path(d)/f'{key}.h5'), '--store-mask', '--max-frames', str(n), '--quiet']
-            peak, secs, rc, err = _peak_rss(cmd)
+            peak, secs, rc, err = _peak_rss(['segment', v, '--out', Path(d)/f'{key}.h5', '--store-mask', '--max-frames', n, '--quiet'])
             if rc: raise RuntimeError(f"segment --store-mask on {n} frames failed:\n{err}")
             res[key] = (peak, secs)
     return dict(video=src.name, looped=v is not src, width=info.width, height=info.height,
@@ -737,7 +741,7 @@ def bench_segment(sizes=((640, 480), (1920, 1080)), frames: int = 300, methods=N
                      'iou': 'mean mask IoU against the exact synthetic mask over frames >= warmup_frames; iou_still over the rest frames',
                      'imbs': 'our Segmenter (IMBS at reduced resolution, clean-up, tracking) — the whole update call',
                      'mog2/knn': 'the raw OpenCV subtractor at full resolution, 255 = foreground; iou_segmenter: the same model in our Segmenter',
-                     'memory': 'peak resident memory (ru_maxrss) of `mousebehav segment VIDEO --store-mask` on the first frames_short '
+                     'memory': 'peak resident memory (VmHWM) of `mousebehav segment VIDEO --store-mask` on the first frames_short '
                                'and frames_long frames of a real 640x480 video (looped when shorter), each in a fresh process; ratio = long / short',
                      'reference': 'pybgs ' + ('present' if have_ref else 'not installed'), 'threads': os.cpu_count()}}
     if json_path:

@@ -1,6 +1,6 @@
 """Segmentation memory does not grow with the video: rows and masks go to the HDF5 file frame by frame, and masks are read
 back one frame at a time (an hour of 640×480 masks is 33 GB)."""
-import gc, os, shutil, subprocess, sys, tempfile, tracemalloc
+import gc, shutil, subprocess, sys, tempfile, tracemalloc
 from pathlib import Path
 
 import h5py
@@ -9,7 +9,6 @@ import pytest
 
 from mousebehav import segment as S
 
-EXE = shutil.which('mousebehav') or str(Path(sys.executable).parent/'mousebehav')
 MASK_MB = 480 * 640 / 2**20          # one 640×480 bool mask in memory
 
 
@@ -18,12 +17,14 @@ def of(data_dir): return data_dir/'dlc-openfield'/'m3v1mp4.mp4'   # 2330 frames,
 
 
 def peak_rss_mb(*args) -> float:
-    "Peak resident memory (MB) of `mousebehav ARGS` in a fresh process."
-    p = subprocess.Popen([EXE, *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, ru = os.wait4(p.pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, p.stderr.read().decode()
-    p.returncode = 0; p.stderr.close()
-    return ru.ru_maxrss / 1024
+    """Peak resident memory (MB) of `mousebehav ARGS` in a fresh interpreter, as the process itself reads it at the end
+    (VmHWM; a child's ru_maxrss would include the memory of this test process at the fork)."""
+    code = ("import sys; from mousebehav.cli import main; rc = main(sys.argv[2:]); open(sys.argv[1], 'w').write("
+            "[l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]); sys.exit(rc)")
+    with tempfile.TemporaryDirectory() as d:
+        r = subprocess.run([sys.executable, '-c', code, f'{d}/peak', *map(str, args)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        return int(Path(f'{d}/peak').read_text()) / 1024
 
 
 def traced_peak_mb(fn):
