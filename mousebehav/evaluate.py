@@ -9,12 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['DATASETS', 'DEFAULT_STRIDE', 'USER_ERRORS', 'EvaluationError', 'check_probabilities', 'metrics', 'plot_confusion',
-           'cross_validate', 'pool_mean_std', 'LogRegModel', 'baseline_logreg', 'baseline_trees', 'lstm_fns', 'bouts',
-           'stabilise', 'ethogram_table', 'write_json', 'bouts_path', 'write_ethogram', 'class_colours',
-           'plot_ethogram', 'crop_of', 'default_features_dir', 'limit_rows', 'stride_dir', 'dataset_features',
-           'classify_benchmark', 'torch_threads', 'results_table', 'predict_video', 'evaluate_model', 'skipped_lines',
-           'add_bench', 'add_cli']
+__all__ = ['DATASETS', 'DEFAULT_STRIDE', 'MODEL_KINDS', 'DEFAULT_MODEL', 'DEFAULT_BACKBONE', 'USER_ERRORS', 'EvaluationError',
+           'check_probabilities', 'metrics', 'plot_confusion', 'cross_validate', 'pool_mean_std', 'LogRegModel',
+           'baseline_logreg', 'baseline_trees', 'lstm_fns', 'bouts', 'stabilise', 'ethogram_table', 'write_json',
+           'bouts_path', 'write_ethogram', 'class_colours', 'plot_ethogram', 'crop_of', 'default_features_dir',
+           'limit_rows', 'stride_dir', 'dataset_features', 'majority_rate', 'classify_benchmark', 'torch_threads',
+           'results_table', 'load_any_model', 'is_frame_model', 'check_model_features', 'model_proba', 'predict_video',
+           'evaluate_model', 'skipped_lines', 'add_bench', 'add_cli']
 
 # %% ../nbs/07_evaluate.ipynb #990ea18e
 import numpy as np
@@ -461,19 +462,56 @@ def _config_dict(cfg) -> dict:
     from dataclasses import asdict, is_dataclass
     return asdict(cfg) if is_dataclass(cfg) else dict(cfg)
 
+MODEL_KINDS = ('frames', 'lstm')
+# the product's defaults, chosen by design and by cross-validation inside the training folds (notebook 06a), never by
+# the test figures of a run: the frame model on posture descriptors
+DEFAULT_MODEL, DEFAULT_BACKBONE = 'frames', 'posture'
+
+def _mean_sd(v) -> tuple[float, float]:
+    "Mean and sample standard deviation (0 for one value)."
+    v = np.asarray(v, float)
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+def _cv_seeds(seqs, make_fns, seeds, progress: bool, name: str) -> tuple[dict, dict]:
+    """`cross_validate(seqs, *make_fns(seed))` for every seed of `seeds` → (the first seed's result, a summary:
+    `seeds_run` and `seeds` = per-seed `accuracy`, `macro_f1` and per-fold accuracy, their `mean` and `sd`)."""
+    runs = [cross_validate(seqs, *make_fns(sd), progress=progress, name=f"{name} seed {sd}") for sd in seeds]
+    acc = [r['accuracy'] for r in runs]; f1 = [r['macro_f1'] for r in runs]
+    (ma, sa), (mf, sf) = _mean_sd(acc), _mean_sd(f1)
+    return runs[0], {'seeds_run': len(runs),
+                     'seeds': {'seed': [int(s) for s in seeds], 'accuracy': acc, 'macro_f1': f1,
+                               'fold_accuracy': [[f['accuracy'] for f in r['folds']] for r in runs],
+                               'mean': {'accuracy': ma, 'macro_f1': mf}, 'sd': {'accuracy': sa, 'macro_f1': sf}}}
+
+def majority_rate(y) -> tuple[float, int]:
+    "(share of the most frequent class among the labels `y` (class indices), that class): the accuracy of always answering it."
+    n = np.bincount(np.asarray(y, np.int64))
+    return float(n.max() / n.sum()), int(n.argmax())
+
 def classify_benchmark(dataset: str = 'bsoid-panels', classes: str = 'seed', out=None,
-                       backbone: str = 'efficientnet_lite0', preset: str = 'improved', epochs: int|None = None,
+                       backbone: str = DEFAULT_BACKBONE, preset: str|None = 'improved', epochs: int|None = None,
                        limit: int|None = None, features_dir=None, save_model=None, window: int|None = None,
                        stride: int|None = None, threads: int|None = 1, progress: bool = True,
-                       extract_kw: dict|None = None) -> dict:
-    """Cross-validated classification of `dataset`'s labelled sequences into `classes` ('seed'|'coarse'|'fine'):
-    main LSTM (`preset`), paper LSTM, logistic regression and extra trees on the same folds. Writes `out/metrics.json` and
-    `out/confusion.png` when `out` is given; `epochs` overrides both LSTM presets (a reduced run). Features are
-    taken every `stride` frames (default `DEFAULT_STRIDE[dataset]`, 5 rows per second). Training uses `threads`
-    PyTorch threads (default 1: these small recurrent models run fastest on one thread, and far faster than
-    with several when the machine is busy); None keeps PyTorch's setting."""
-    from mousebehav import sequences as S, lstm as L
+                       extract_kw: dict|None = None, model: str = DEFAULT_MODEL, seeds: int = 5,
+                       lstm_seeds: int = 1) -> dict:
+    """Cross-validated classification of `dataset`'s labelled sequences into `classes` ('seed'|'coarse'|'fine'), every
+    model on the same folds: the headline `model` ('frames': `mousebehav.frame_model` with its default settings, the
+    product's default; 'lstm': the LSTM preset `preset`), and as `baselines` the paper LSTM (`paper`), mean+std logistic
+    regression (`logreg`) and extra trees (`trees`), plus the other kind (the LSTM `preset` next to a frame model — none
+    with `preset=None` — or `frames` next to an LSTM). Seeded models run `seeds` seeds (0, 1, …), the LSTMs
+    `lstm_seeds` (they are slow); logistic regression has no seed and runs once. Headline and baseline figures are
+    the first seed's; `seeds` holds every seed's and their mean and sample sd, `seeds_run` how many ran.
+    `majority_rate` is the share of the most frequent class (the accuracy of always answering it). `backbone` may
+    name combined inputs ('posture+motion'). Writes `out/metrics.json` and `out/confusion.png` when `out` is given;
+    `epochs` overrides both LSTM presets (a reduced run). Features are taken every `stride` frames (default
+    `DEFAULT_STRIDE[dataset]`, 5 rows per second) and cached in `features_dir`. LSTM training uses `threads` PyTorch
+    threads (default 1: these small recurrent models run fastest on one thread); None keeps PyTorch's setting.
+    `save_model`: also fit the headline model on all sequences and save it (its kind's file)."""
+    from mousebehav import sequences as S
     if dataset not in DATASETS: raise EvaluationError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    if model not in MODEL_KINDS: raise EvaluationError(f"unknown model kind {model!r}; choose one of {', '.join(MODEL_KINDS)}")
+    if model == 'lstm' and not preset: raise EvaluationError("model 'lstm' needs an LSTM preset")
+    if min(seeds, lstm_seeds) < 1: raise EvaluationError(f"seeds must be >= 1, got {seeds} and {lstm_seeds} (LSTM)")
     t_all = time.perf_counter()
     cmap = S.class_map(classes)
     labels = labels_table(dataset)
@@ -487,41 +525,64 @@ def classify_benchmark(dataset: str = 'bsoid-panels', classes: str = 'seed', out
     seqs = S.build_sequences(labels, feats, scheme=classes, window=window)
     if progress: print(f"{dataset} / {classes}: {len(seqs.sequences)} sequences, {len(seqs.classes)} classes, "
                        f"folds {sorted(set(np.asarray(seqs.folds).tolist()))}, fps {seqs.fps:g}", file=sys.stderr, flush=True)
-    main_cfg = _lstm_config(preset, epochs=epochs); paper_cfg = _lstm_config('paper', epochs=epochs)
+    main_cfg = _lstm_config(preset, epochs=epochs) if preset else None; paper_cfg = _lstm_config('paper', epochs=epochs)
     with torch_threads(threads):
-        result = _classify_runs(seqs, dataset, classes, backbone, preset, main_cfg, paper_cfg, limit, stride,
-                                save_model, progress)
+        result = _classify_runs(seqs, dataset, classes, backbone, model, preset, main_cfg, paper_cfg, limit, stride,
+                                save_model, progress, seeds, lstm_seeds)
     result['timings_s'] = {'features': round(t_feat, 2)} | result['timings_s']
     result['timings_s']['total'] = round(time.perf_counter() - t_all, 2)
     if out:
         out = Path(out); out.mkdir(parents=True, exist_ok=True)
         write_json(result, out/'metrics.json')
         import matplotlib.pyplot as plt
-        fig = plot_confusion(result, title=f"{dataset}, {classes} classes, LSTM '{preset}': accuracy {result['accuracy']:.3f}, "
-                             f"macro-F1 {result['macro_f1']:.3f} ({result['n_sequences']} sequences, {len(result['folds'])} folds)")
+        fig = plot_confusion(result, title=f"{dataset}, {classes} classes, {_model_name(result)} on {backbone}: accuracy "
+                             f"{result['accuracy']:.3f}, macro-F1 {result['macro_f1']:.3f} (seed 0; {result['n_sequences']} "
+                             f"sequences, {len(result['folds'])} folds)")
         _savefig(fig, out/'confusion.png'); plt.close(fig)
     return result
 
-def _classify_runs(seqs, dataset, classes, backbone, preset, main_cfg, paper_cfg, limit, stride, save_model, progress) -> dict:
-    from mousebehav import lstm as L
+def _model_name(r: dict) -> str:
+    "How tables name a benchmark row: 'frames', \"lstm 'improved'\", 'logreg', 'trees'."
+    kind, m = r.get('model_kind'), r.get('model', '')
+    return f"lstm '{m}'" if kind == 'lstm' or (kind is None and m in ('paper', 'improved')) else ('frames' if kind == 'frames' else str(m))
+
+def _classify_runs(seqs, dataset, classes, backbone, model, preset, main_cfg, paper_cfg, limit, stride, save_model,
+                   progress, seeds, lstm_seeds) -> dict:
+    from dataclasses import replace
+    from mousebehav import lstm as L, frame_model as FM
     import torch
-    t0 = time.perf_counter(); res = cross_validate(seqs, *lstm_fns(main_cfg), progress=progress, name=preset); t_main = time.perf_counter() - t0
-    t0 = time.perf_counter(); lr = cross_validate(seqs, *baseline_logreg(), progress=progress, name='logreg'); t_lr = time.perf_counter() - t0
-    t0 = time.perf_counter(); pp = cross_validate(seqs, *lstm_fns(paper_cfg), progress=progress, name='paper'); t_pp = time.perf_counter() - t0
-    t0 = time.perf_counter(); et = cross_validate(seqs, *baseline_trees(), progress=progress, name='trees'); t_et = time.perf_counter() - t0
-    result = _summary(res) | {
-        'dataset': dataset, 'scheme': classes, 'backbone': backbone, 'model': preset, 'fps': float(seqs.fps), 'stride': stride,
-        'feature_dim': int(seqs.sequences[0].x.shape[1]), 'config': _config_dict(main_cfg),
-        'baselines': {'logreg': _summary(lr) | {'model': 'mean+std pooling, StandardScaler, LogisticRegression(C=1)'},
-                      'paper': _summary(pp) | {'model': 'paper', 'config': _config_dict(paper_cfg)},
-                      'trees': _summary(et) | {'model': 'mean+std pooling, ExtraTreesClassifier(500 trees, seed 0)'}},
-        'predictions': res['predictions'], 'limit': limit,
-        'timings_s': {'cv_main': round(t_main, 2), 'cv_logreg': round(t_lr, 2), 'cv_paper': round(t_pp, 2),
-                      'cv_trees': round(t_et, 2)},
+    fm_cfg = FM.FrameModelConfig()
+    runs = {  # name → (kind, make_fns(seed), seeds, description, config)
+        'frames': ('frames', lambda sd: FM.frame_model_fns(fm_cfg, seed=sd), range(seeds),
+                   'frame model: window statistics → extra trees on the frames of each bout', _config_dict(fm_cfg)),
+        'logreg': ('pooled', lambda sd: baseline_logreg(), range(1),
+                   'mean+std pooling, StandardScaler, LogisticRegression(C=1) (no seed: one run)', None),
+        'paper': ('lstm', lambda sd: lstm_fns(replace(paper_cfg, seed=sd)), range(lstm_seeds), 'paper', _config_dict(paper_cfg)),
+        'trees': ('pooled', lambda sd: baseline_trees(seed=sd), range(seeds),
+                  'mean+std pooling, ExtraTreesClassifier(500 trees)', None)}
+    if preset and preset != 'paper':
+        runs[preset] = ('lstm', lambda sd: lstm_fns(replace(main_cfg, seed=sd)), range(lstm_seeds), preset, _config_dict(main_cfg))
+    head = 'frames' if model == 'frames' else preset
+    order = [head] + [k for k in ('logreg', 'paper', 'trees', 'frames', preset) if k and k != head and k in runs]
+    done, timings = {}, {}
+    for name in dict.fromkeys(order):
+        kind, make, sds, desc, cfg = runs[name]
+        t0 = time.perf_counter(); first, summ = _cv_seeds(seqs, make, list(sds), progress, name)
+        timings[f'cv_{name}'] = round(time.perf_counter() - t0, 2)
+        done[name] = (first, _summary(first) | summ | {'model': desc, 'model_kind': kind} | ({'config': cfg} if cfg else {}))
+    res, summ = done[head]
+    rate, maj = majority_rate(seqs.y)
+    result = summ | {
+        'dataset': dataset, 'scheme': classes, 'backbone': backbone, 'model': 'frames' if model == 'frames' else preset,
+        'model_kind': model, 'fps': float(seqs.fps), 'stride': stride, 'feature_dim': int(seqs.sequences[0].x.shape[1]),
+        'majority_rate': rate, 'majority_class': seqs.classes[maj],
+        'baselines': {k: v[1] for k, v in done.items() if k != head},
+        'predictions': res['predictions'], 'limit': limit, 'timings_s': timings,
         'machine': {'cpu_count': os.cpu_count(), 'torch_threads': torch.get_num_threads(), 'platform': platform.platform()}}
     if save_model:
         t0 = time.perf_counter()
-        tm = L.fit(seqs, main_cfg, progress=False); L.save_model(tm, save_model)
+        if model == 'frames': FM.save_frame_model(FM.fit_frames(seqs, fm_cfg, scheme=classes), save_model)
+        else: L.save_model(L.fit(seqs, main_cfg, progress=False), save_model)
         result['saved_model'] = str(save_model); result['timings_s']['final_model'] = round(time.perf_counter() - t0, 2)
     return result
 
@@ -544,28 +605,65 @@ def _savefig(fig, path, dpi=110) -> Path:
     return path
 
 def results_table(result: dict) -> str:
-    "Text table of a `classify_benchmark` result: one row per model, pooled and per-fold accuracy."
-    rows = [(f"lstm '{result.get('model', '')}'", result)] + [(k if k != 'paper' else "lstm 'paper'", v)
-                                                          for k, v in result.get('baselines', {}).items()]
-    head = f"{'model':16s} {'accuracy':>8s} {'macro-F1':>8s}  {'per-fold accuracy':24s} {'fit s':>7s}"
-    lines = [f"{result.get('dataset', '')} / {result.get('scheme', '')}: {result['n_sequences']} sequences, "
-             f"{len(result['classes'])} classes", head, '-' * len(head)]
+    """Text table of a `classify_benchmark` result: one row per model (the headline model first), the first seed's
+    pooled accuracy and macro-F1 and per-fold accuracy, mean ± sd over the seeds run, and the majority-class rate."""
+    rows = [(_model_name(result), result)] + [(_model_name(v) if v.get('model_kind') == 'lstm' else k, v)
+                                              for k, v in result.get('baselines', {}).items()]
+    head = (f"{'model':16s} {'accuracy':>8s} {'macro-F1':>8s}  {'accuracy mean ± sd':>19s} {'macro-F1 mean ± sd':>19s} "
+            f"{'seeds':>5s}  {'per-fold accuracy (seed 0)':26s} {'fit s':>7s}")
+    lines = [f"{result.get('dataset', '')} / {result.get('scheme', '')} on {result.get('backbone', '')}: "
+             f"{result['n_sequences']} sequences, {len(result['classes'])} classes"
+             + (f"; majority class {result['majority_class']} {result['majority_rate']:.3f}" if 'majority_rate' in result else ''),
+             head, '-' * len(head)]
     for name, r in rows:
         pf = ' '.join(f"{f['accuracy']:.2f}" for f in r['folds'])
-        lines.append(f"{name:16s} {r['accuracy']:8.3f} {r['macro_f1']:8.3f}  {pf:24s} {r.get('fit_s', 0):7.1f}")
+        sd = r.get('seeds')
+        ms = (f"{sd['mean']['accuracy']:.3f} ± {sd['sd']['accuracy']:.3f}", f"{sd['mean']['macro_f1']:.3f} ± {sd['sd']['macro_f1']:.3f}",
+              r['seeds_run']) if sd else ('', '', 1)
+        lines.append(f"{name:16s} {r['accuracy']:8.3f} {r['macro_f1']:8.3f}  {ms[0]:>19s} {ms[1]:>19s} {ms[2]:5d}  "
+                     f"{pf:26s} {r.get('fit_s', 0):7.1f}")
     return '\n'.join(lines)
 
 # %% ../nbs/07_evaluate.ipynb #1e8b911c
+def load_any_model(path):
+    """A saved model of either kind, told apart by its file: a frame model (`mousebehav.frame_model.save_frame_model`:
+    a skops archive with the 'mousebehav-frame-model' header) or an LSTM (`mousebehav.lstm.save_model`: a PyTorch file
+    with the 'mousebehav-lstm' header). Both record their kind, inputs (`backbone`, `feature_dim`), `classes` and frame
+    rate (`fps`). A missing file, or one that is neither, raises `ModelFileError`/`FrameModelError` naming the file."""
+    from mousebehav import lstm as L, frame_model as FM
+    path = Path(path)
+    if FM.is_frame_model(path): return FM.load_frame_model(path)
+    try: return L.load_model(path)
+    except L.ModelFileError as e:
+        if "not a mousebehav model file" not in str(e): raise
+        raise L.ModelFileError(f"{path}: not a mousebehav model file (neither a frame model nor an LSTM)") from None
+
+def is_frame_model(m) -> bool:
+    "Whether the fitted model `m` is a frame model (`mousebehav.frame_model.FrameModel`) rather than an LSTM."
+    return getattr(m, 'kind', None) == 'frames'
+
+def check_model_features(m, backbone: str, feature_dim: int, fps: float):
+    "Raise (`FrameModelError` or `ModelMismatchError`) when features differ from `m`'s training features: inputs, width, frame rate."
+    from mousebehav import lstm as L, frame_model as FM
+    (FM if is_frame_model(m) else L).check_features(m, backbone, feature_dim, fps)
+
+def model_proba(m, seqs) -> np.ndarray:
+    "(n, C) class probabilities of the sequences `seqs` by a model of either kind."
+    from mousebehav import lstm as L, frame_model as FM
+    return (FM if is_frame_model(m) else L).predict_proba(m, seqs)
+
 def predict_video(model, video, crop=None, features_dir=None, threshold: float|None = None,
                   min_frames: int = 1, causal: bool = True, window: int|None = None,
                   progress: bool = False, extract_kw: dict|None = None) -> pd.DataFrame:
-    """Per-frame ethogram table (`ethogram_table`) of every frame of `video` by `model` (a `TrainedModel`
-    or a saved model's path); `time_s` is each frame's real time (`mousebehav.video.frame_times`: the container's
+    """Per-frame ethogram table (`ethogram_table`) of every frame of `video` by `model` (a fitted model of either kind —
+    `mousebehav.frame_model.FrameModel` or `mousebehav.lstm.TrainedModel` — or a saved model's path, `load_any_model`):
+    a frame model's per-frame probabilities (`frame_model.predict_frames_proba` on the whole store), an LSTM's
+    `lstm.predict_frames` (`window`: its context, LSTM only); `time_s` is each frame's real time (`mousebehav.video.frame_times`: the container's
     timestamps). With `threshold`, labels are stabilised (`stabilise(threshold, min_frames)`). Features are cached in
     `features_dir` under a name holding the video's content key, and reused only for the same content."""
-    from mousebehav import lstm as L, features as F
+    from mousebehav import lstm as L, features as F, frame_model as FM
     from mousebehav.video import probe, frame_times, Crop
-    tm = L.load_model(model) if isinstance(model, (str, Path)) else model
+    tm = load_any_model(model) if isinstance(model, (str, Path)) else model
     video = Path(video); info = probe(video)
     crop = Crop.parse(crop)
     if crop is not None: crop.check(info.width, info.height, str(video))
@@ -577,8 +675,9 @@ def predict_video(model, video, crop=None, features_dir=None, threshold: float|N
     feats = F.load_features(fp)
     x = np.asarray(feats.features, np.float32); fi = np.asarray(feats.frame_index, np.int64)
     step = float(np.median(np.diff(fi))) if len(fi) > 1 else float(stride)
-    L.check_features(tm, feats.backbone, x.shape[1], info.fps / step)
-    probs = np.asarray(L.predict_frames(tm, x, window=window), float)
+    check_model_features(tm, feats.backbone, x.shape[1], info.fps / step)
+    probs = np.asarray(FM.predict_frames_proba(tm, x, what=str(fp)) if is_frame_model(tm) else
+                       L.predict_frames(tm, x, window=window), float)
     if len(fi) != len(probs): raise EvaluationError(f"{fp}: {len(fi)} frame numbers for {len(probs)} feature rows")
     check_probabilities(probs, f"{video.name}: the model's output", fi)
     times = np.asarray(frame_times(video), float)
@@ -602,12 +701,12 @@ def evaluate_model(model, labels, features: dict, window: int|None = None, subje
     """Metrics of a saved model on labelled sequences: `labels` (a label table or BORIS export path, read by
     `sequences.read_label_file`, or a DataFrame) + `{(video, crop): features store}`. Every row goes through the one
     label checker (`sequences.check_labels`): a wrong row — past the end of its video, bad numbers… — raises
-    `LabelError` naming it. Rows that cannot be scored are skipped, counted and named (`skipped_rows`, and `skipped`:
+    `LabelError` naming it. `model`: a fitted model of either kind or a saved model's path (`load_any_model`). Rows that cannot be scored are skipped, counted and named (`skipped_rows`, and `skipped`:
     row, video, behavior, reason): rows of a video or crop with no feature store given, and rows whose behaviour has
     no class among the model's. Probabilities that are not finite numbers raise `EvaluationError`."""
-    from mousebehav import lstm as L, sequences as S
+    from mousebehav import sequences as S
     from mousebehav.features import load_features as load_store
-    tm = L.load_model(model) if isinstance(model, (str, Path)) else model
+    tm = load_any_model(model) if isinstance(model, (str, Path)) else model
     features = {(k if isinstance(k, tuple) else (k, None)): v for k, v in features.items()}
     if isinstance(labels, (str, os.PathLike)):
         src = str(labels)
@@ -634,8 +733,8 @@ def evaluate_model(model, labels, features: dict, window: int|None = None, subje
     skipped = pd.concat(parts, ignore_index=True).sort_values('row', kind='stable') if parts else nostore
     if not len(chk.rows): raise EvaluationError(f"{src}: no label row has a behaviour among the model's classes {tm.classes}")
     seqs = S.build_sequences(chk.rows, features, scheme=scheme, fps=tm.fps, window=window, classes=list(tm.classes))
-    L.check_features(tm, seqs.backbone, seqs.sequences[0].x.shape[1], seqs.fps)
-    p = check_probabilities(L.predict_proba(tm, seqs), f"{Path(str(model)).name if isinstance(model, (str, Path)) else 'model'} on {src}",
+    check_model_features(tm, seqs.backbone, seqs.sequences[0].x.shape[1], seqs.fps)
+    p = check_probabilities(model_proba(tm, seqs), f"{Path(str(model)).name if isinstance(model, (str, Path)) else 'model'} on {src}",
                             [_seq_name(s) for s in seqs.sequences])
     res = metrics(seqs.y, p.argmax(1), tm.classes)
     res['n_sequences'] = len(seqs.sequences)
@@ -657,7 +756,7 @@ def _cmd_bench_classify(args) -> int:
     res = classify_benchmark(args.dataset, args.classes, args.out, backbone=args.backbone, preset=args.preset,
                              epochs=args.epochs, limit=args.limit, features_dir=args.features_dir,
                              save_model=args.save_model, window=args.window, stride=args.stride, threads=args.threads or None,
-                             progress=not args.quiet)
+                             progress=not args.quiet, model=args.model, seeds=args.seeds, lstm_seeds=args.lstm_seeds)
     print(results_table(res))
     print(f"timings (s): " + ', '.join(f"{k} {v:.1f}" for k, v in res['timings_s'].items()))
     print(f"wrote {Path(args.out)/'metrics.json'} and {Path(args.out)/'confusion.png'}"
@@ -701,15 +800,20 @@ def _cmd_predict(args) -> int:
     return 0
 
 def add_bench(sub):
-    p = sub.add_parser('classify', help='cross-validated behaviour classification on a sample dataset (LSTM vs baselines)',
-                       description='The paper experiment: features of every labelled sequence, grouped cross-validation '
-                       'by the label table fold of the main LSTM preset, the paper preset and mean+std logistic regression '
-                       'and extra trees.')
+    p = sub.add_parser('classify', help='cross-validated behaviour classification on a sample dataset (frame model, LSTMs, baselines)',
+                       description='Features of every labelled sequence, grouped cross-validation by the label table fold of '
+                       'the headline model (default: the frame model on posture), the LSTM presets and mean+std logistic '
+                       'regression and extra trees, each seeded model with several seeds (mean ± sd).')
     p.add_argument('--dataset', choices=DATASETS, default='bsoid-panels')
     p.add_argument('--classes', choices=['seed', 'coarse', 'fine'], default='seed', help='class set (default: seed, the paper four)')
     p.add_argument('--out', required=True, help='folder for metrics.json and confusion.png')
-    p.add_argument('--backbone', default='efficientnet_lite0', help='feature backbone (default: efficientnet_lite0)')
-    p.add_argument('--preset', default='improved', help="main LSTM preset (default: improved; 'paper' is always run as a baseline)")
+    p.add_argument('--backbone', default=DEFAULT_BACKBONE, help=f'per-frame inputs (default: {DEFAULT_BACKBONE}): a CNN '
+                   "(efficientnet_lite0, vgg16_fc7), posture, or combined inputs such as posture+motion")
+    p.add_argument('--model', choices=MODEL_KINDS, default=DEFAULT_MODEL, help=f'headline model kind (default: {DEFAULT_MODEL})')
+    p.add_argument('--seeds', type=int, default=5, help='seeds of the frame model and extra trees (default 5)')
+    p.add_argument('--lstm-seeds', type=int, default=1, help='seeds of each LSTM (default 1: they are slow)')
+    p.add_argument('--preset', default='improved', help="LSTM preset run next to the frame model, or the headline with "
+                   "--model lstm (default: improved; 'paper' is always run as a baseline)")
     p.add_argument('--epochs', type=int, default=None, help='override the epochs of both LSTM presets (reduced runs)')
     p.add_argument('--limit', type=int, default=None, help='reduced run: one sequence per (class, fold) for the N // folds '
                    'most frequent classes')
@@ -731,7 +835,7 @@ def add_cli(sub):
     p.add_argument('--out', default=None, metavar='DIR', help='write metrics.json and confusion.png here')
     p.add_argument('--window', type=int, default=None, help='cut sequences into windows of N frames')
     p.set_defaults(func=_cmd_evaluate)
-    p = sub.add_parser('predict', help='label every frame of a video with a saved model (ethogram + bouts CSV)')
+    p = sub.add_parser('predict', help='label every frame of a video with a saved model, frame model or LSTM (ethogram + bouts CSV)')
     p.add_argument('model', metavar='MODEL'); p.add_argument('video', metavar='VIDEO')
     p.add_argument('--out', required=True, metavar='ETHOGRAM.csv', help='per-frame CSV; bouts go to <stem>_bouts.csv')
     p.add_argument('--crop', default=None, metavar='x0,y0,x1,y1', help='analyse only this box of the frame')

@@ -12,7 +12,7 @@ from pathlib import Path
 __all__ = ['POOLINGS', 'OPTIMIZERS', 'PRESETS', 'FORMAT', 'USER_ERRORS', 'LSTMConfig', 'get_config', 'BehaviorLSTM',
            'TrainedModel', 'NonFiniteError', 'check_finite', 'split_sequences', 'fit', 'predict_proba', 'predict',
            'predict_frames', 'ModelMismatchError', 'ModelFileError', 'check_features', 'save_model', 'load_model',
-           'train_flops', 'matmul_flops', 'bench_train', 'add_bench', 'add_cli']
+           'train_flops', 'matmul_flops', 'bench_train', 'add_bench', 'train_kind', 'add_cli']
 
 # %% ../nbs/06_lstm.ipynb #cf2dc4ce
 import numpy as np
@@ -520,6 +520,7 @@ def add_bench(subparsers):
 # %% ../nbs/06_lstm.ipynb #d7688b57
 def _cmd_train(args) -> int:
     from mousebehav.sequences import read_label_file, build_sequences, stores_for, frame_counts, video_rates, LabelWarning
+    kind = train_kind(args)               # before any work: a contradictory command fails at once
     torch.set_num_threads(args.threads)
     stores = stores_for(args.features)
     labels = read_label_file(args.labels, videos=frame_counts(stores) or None, video_fps=video_rates(stores) or None,
@@ -532,7 +533,8 @@ def _cmd_train(args) -> int:
         print(f"{len(sk)} label row(s) skipped:")
         for r in sk.head(20).itertuples(): print(f"  row {r.row}: {r.video}, {r.behavior}: {r.reason}")
         if len(sk) > 20: print(f"  … and {len(sk) - 20} more")
-    cfg = get_config(args.preset, **{k: v for k, v in dict(epochs=args.epochs, seed=args.seed,
+    if kind == 'frames': return _train_frames(args, ss)
+    cfg = get_config(args.preset or 'paper', **{k: v for k, v in dict(epochs=args.epochs, seed=args.seed,
                                                             test_fraction=args.test_fraction).items() if v is not None})
     if cfg.test_fraction > 0:
         tr, va, te = split_sequences(ss, cfg.val_fraction, cfg.test_fraction, cfg.seed)
@@ -550,21 +552,45 @@ def _cmd_train(args) -> int:
     print(line + f"\nmodel written to {args.out}")
     return 0
 
+def train_kind(args) -> str:
+    """The model kind `mousebehav train` fits: `--model` when given; otherwise 'frames' (the product's default, a
+    `mousebehav.frame_model` frame model), or 'lstm' when an LSTM-only option (`--preset`, `--epochs`, `--test-fraction`)
+    is given. `--model frames` with an LSTM-only option raises `ModelFileError`: it would be silently ignored."""
+    lstm_only = [f"--{k.replace('_', '-')}" for k in ('preset', 'epochs', 'test_fraction') if getattr(args, k, None) is not None]
+    if args.model == 'frames' and lstm_only:
+        raise ModelFileError(f"{', '.join(lstm_only)}: LSTM option(s), not used by --model frames (use --model lstm)")
+    return args.model or ('lstm' if lstm_only else 'frames')
+
+def _train_frames(args, ss) -> int:
+    "`mousebehav train --model frames`: a frame model on every labelled sequence, written with `save_frame_model`."
+    from mousebehav import frame_model as FM
+    cfg = FM.FrameModelConfig(seed=args.seed or 0)
+    print(f"{len(ss)} sequences, classes {', '.join(ss.classes)}, {ss.fps:g} fps, backbone {ss.backbone}: frame model "
+          f"({cfg.model}, windows {', '.join(f'{w:g}' for w in cfg.windows_s)} s)")
+    fm = FM.fit_frames(ss, cfg, scheme=args.classes)
+    FM.save_frame_model(fm, args.out)
+    print(f"{fm.history['n_frames']} training frames, {fm.history['n_features']} features per frame, "
+          f"{fm.history['fit_s']:.1f} s\nframe model written to {args.out}")
+    return 0
+
 def add_cli(subparsers):
     "Add `mousebehav train`."
-    p = subparsers.add_parser('train', help='train the LSTM on feature stores and a label table',
-                              description='Train a behaviour classifier from feature stores (mousebehav features) and a label table.')
+    p = subparsers.add_parser('train', help='train a behaviour model (frame model or LSTM) on feature stores and a label table',
+                              description='Train a behaviour classifier from feature stores (mousebehav features) and a label table: '
+                              'a frame model (default) or an LSTM. The model file records its kind, inputs, classes and frame rate.')
     p.add_argument('features', nargs='+', metavar='FEATURES', help='feature store .h5 files (one per video / crop)')
     p.add_argument('--labels', required=True, help='label table CSV (video, start_frame, end_frame, behavior, fold[, crop_*]) '
                    'or a BORIS export (aggregated or tabular events)')
     p.add_argument('--subject', default=None, metavar='NAME', help='the subject to read from a BORIS export with several')
     p.add_argument('--out', required=True, metavar='MODEL', help='model file to write')
     p.add_argument('--classes', default='seed', choices=['seed', 'coarse', 'fine'])
-    p.add_argument('--preset', default='paper', choices=list(PRESETS))
-    p.add_argument('--epochs', type=int); p.add_argument('--seed', type=int)
+    p.add_argument('--model', choices=['frames', 'lstm'], default=None,
+                   help="model kind (default: frames, the product's default; lstm when --preset, --epochs or --test-fraction is given)")
+    p.add_argument('--preset', default=None, choices=list(PRESETS), help='LSTM preset (default: paper)')
+    p.add_argument('--epochs', type=int, help='LSTM epochs'); p.add_argument('--seed', type=int)
     p.add_argument('--fps', type=float, help='resample all sequences to this rate (default: the stores\' common rate)')
     p.add_argument('--window', type=int, help='cut bouts into windows of this many rows')
-    p.add_argument('--test-fraction', type=float, help='share held out for testing (default 0.2; 0 = none)')
+    p.add_argument('--test-fraction', type=float, help='LSTM: share held out for testing (default 0.2; 0 = none)')
     p.add_argument('--threads', type=int, default=2); p.add_argument('--quiet', action='store_true')
     p.set_defaults(func=_cmd_train)
 
