@@ -57,7 +57,7 @@ def test_stabilise_and_bouts():
 def bench_run(tmp_path_factory):
     out = tmp_path_factory.mktemp('bench')
     rc = main(['bench', 'classify', '--dataset', 'bsoid-clips', '--classes', 'coarse', '--out', str(out/'run'),
-               '--epochs', '5', '--limit', '10', '--save-model', str(out/'model.pt'), '--quiet'])
+               '--epochs', '5', '--limit', '10', '--seeds', '3', '--save-model', str(out/'model.skops'), '--quiet'])
     assert rc == 0
     return out
 
@@ -65,8 +65,17 @@ def bench_run(tmp_path_factory):
 def test_bench_classify_reduced(bench_run):
     m = json.loads((bench_run/'run'/'metrics.json').read_text())
     for k in REQUIRED: assert k in m, k
-    for b in ['logreg', 'paper', 'trees']:
-        for k in ['accuracy', 'macro_f1', 'per_class', 'confusion', 'folds']: assert k in m['baselines'][b]
+    for b in ['logreg', 'paper', 'trees', 'improved']:
+        for k in ['accuracy', 'macro_f1', 'per_class', 'confusion', 'folds', 'seeds_run']: assert k in m['baselines'][b]
+    # the headline is the default model (frame model on posture), first seed; every seed and mean ± sd are kept
+    assert (m['model'], m['model_kind'], m['backbone']) == ('frames', 'frames', 'posture')
+    assert m['seeds_run'] == 3 and m['seeds']['seed'] == [0, 1, 2] and m['seeds']['accuracy'][0] == m['accuracy']
+    assert m['seeds']['mean']['accuracy'] == pytest.approx(np.mean(m['seeds']['accuracy']))
+    assert m['seeds']['sd']['macro_f1'] == pytest.approx(np.std(m['seeds']['macro_f1'], ddof=1))
+    assert m['baselines']['trees']['seeds_run'] == 3 and m['baselines']['logreg']['seeds_run'] == 1
+    assert m['baselines']['paper']['seeds_run'] == m['baselines']['improved']['seeds_run'] == 1
+    assert m['majority_rate'] == max(d['support'] for d in m['per_class'].values()) / m['n_sequences']
+    assert m['accuracy'] >= m['majority_rate'] and m['seeds']['mean']['accuracy'] >= m['majority_rate']
     assert m['n_sequences'] == 10 and len(m['folds']) == 5
     assert [f['fold'] for f in m['folds']] == [f['fold'] for f in m['baselines']['logreg']['folds']]
     C = len(m['classes']); assert np.array(m['confusion']).shape == (C, C) and np.sum(m['confusion']) == 10
@@ -79,7 +88,7 @@ def test_predict_csvs(bench_run, tmp_path):
     from mousebehav.video import probe
     video = fetch_file('bsoid-clips', 'group2_example_1.avi'); n = probe(video).frame_count
     out = tmp_path/'eth.csv'
-    rc = main(['predict', str(bench_run/'model.pt'), str(video), '--out', str(out),
+    rc = main(['predict', str(bench_run/'model.skops'), str(video), '--out', str(out),
                '--features-dir', str(bench_run/'run'/'features'), '--threshold', '0.5', '--min-frames', '2'])
     assert rc == 0
     e = pd.read_csv(out); b = pd.read_csv(tmp_path/'eth_bouts.csv')
@@ -97,16 +106,22 @@ def test_predict_csvs(bench_run, tmp_path):
 def test_predict_refuses_bad_crop(bench_run, tmp_path, capsys):
     from mousebehav.data import fetch_file
     video = fetch_file('bsoid-clips', 'group2_example_1.avi')
-    rc = main(['predict', str(bench_run/'model.pt'), str(video), '--out', str(tmp_path/'x.csv'), '--crop', '0,0,5000,10'])
+    rc = main(['predict', str(bench_run/'model.skops'), str(video), '--out', str(tmp_path/'x.csv'), '--crop', '0,0,5000,10'])
     assert rc == 2 and not (tmp_path/'x.csv').exists()
     assert 'group2_example_1.avi' in capsys.readouterr().err
+
+
+def test_bench_classify_refuses_a_bad_model_kind_and_seeds(tmp_path, capsys):
+    with pytest.raises(SystemExit): main(['bench', 'classify', '--model', 'svm', '--out', str(tmp_path)])
+    assert main(['bench', 'classify', '--seeds', '0', '--out', str(tmp_path/'r')]) == 2
+    assert 'seeds must be >= 1' in capsys.readouterr().err and not (tmp_path/'r').exists()
 
 
 def test_evaluate_cli(bench_run, tmp_path):
     from mousebehav.data import fetch
     stores = sorted((bench_run/'run'/'features').rglob('*.h5'))
     assert stores
-    rc = main(['evaluate', str(bench_run/'model.pt'), *map(str, stores),
+    rc = main(['evaluate', str(bench_run/'model.skops'), *map(str, stores),
                '--labels', str(fetch('bsoid-clips')/'labels.csv'), '--out', str(tmp_path/'ev')])
     assert rc == 0
     m = json.loads((tmp_path/'ev'/'metrics.json').read_text())
