@@ -63,23 +63,30 @@ COMMANDS = {
     'bench': ('cli', 'benchmarks that print a table and write JSON'),
     'segment': ('segment', 'find the mouse in every frame (bbox, area, centroid, mask) → HDF5'),
     'extract': ('features', 'CNN features of every frame (masked mouse crop) → one HDF5 store per video'),
-    'combine': ('motion', 'combine feature stores of one video (posture + motion, CNN + posture + motion) into one'),
-    'train': ('lstm', 'train the LSTM on feature stores and a label table'),
+    'combine': ('motion', 'combine feature stores of one video (posture + motion, CNN + posture + motion) into '
+                          'one'),
+    'train': ('lstm', 'train a behaviour model (frame model or LSTM) on feature stores and a label table'),
     'evaluate': ('evaluate', 'metrics of a saved model on labelled feature stores'),
-    'predict': ('evaluate', 'label every frame of a video with a saved model (ethogram + bouts CSV)'),
+    'predict': ('evaluate', 'label every frame of a video with a saved model, frame model or LSTM (ethogram + '
+                            'bouts CSV)'),
     'sync': ('sync', 'offset and drift between videos of one session (first video = reference)'),
     'calib': ('multiview', 'cameras of a calibration and their reprojection error (flags broken cameras)'),
-    'demo': ('demo', "the paper's experiment on the sample videos: segmentation → features → cross-validated LSTM, "
-                     'report folder with metrics, confusion matrix and an ethogram'),
+    'demo': ('demo', 'behaviour from few labels on the sample videos: segmentation → posture → cross-validated '
+                     'frame model next to the paper LSTM and pooled baselines, report folder with metrics, '
+                     'confusion matrix and an ethogram of a held-out panel'),
 }
 # benchmark (`mousebehav bench NAME`) → (module whose add_bench defines it, help line)
 BENCHMARKS = {
     'segment': ('segment', 'speed, memory and mask IoU of imbs / mog2 / knn on the synthetic video'),
-    'extract': ('features', 'feature extraction: bare backbone vs end-to-end frames/s, peak memory short vs 10× long video'),
+    'extract': ('features', 'feature extraction: bare backbone vs end-to-end frames/s, peak memory short vs 10× '
+                            'long video, 1 … N worker processes, chunked vs unchunked'),
     'motion': ('motion', 'motion stage frames/s on one core at 640x480 (flow + descriptors, and end to end)'),
     'train': ('lstm', 'training speed of the paper preset on synthetic features'),
-    'classify': ('evaluate', 'cross-validated behaviour classification on a sample dataset (LSTM vs baselines)'),
+    'classify': ('evaluate', 'cross-validated behaviour classification on a sample dataset (frame model, LSTMs, '
+                             'baselines)'),
     'sync': ('sync', 'offset/drift recovery on the five DANNCE views (trimmed, resampled copies)'),
+    'views': ('multiview', 'several views: rearing height (synthetic scene, DANNCE), fused vs single-view '
+                           'accuracy'),
 }
 
 def _stage_modules(names=STAGES):
