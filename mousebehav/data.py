@@ -13,10 +13,6 @@ __all__ = ['DATA_ENV', 'LABEL_COLUMNS', 'CROP_COLUMNS', 'tables_dir', 'SampleFil
            'sha256sum', 'data_dir', 'cache_dir', 'fetch_file', 'fetch', 'fetch_all_files', 'data_path', 'labels_table',
            'behaviors']
 
-# %% ../nbs/00_data.ipynb #2844f360
-import pooch
-import pandas as pd
-
 # %% ../nbs/00_data.ipynb #a287b22f
 def tables_dir() -> Path:
     "Folder holding `registry.csv`, `behaviors.csv` and `labels/` (installed package or source checkout)."
@@ -87,10 +83,12 @@ def data_dir() -> Path|None:
 
 def cache_dir() -> Path:
     "Where downloads go when `MOUSEBEHAV_DATA_DIR` is not set."
+    import pooch   # imported here: `mousebehav data list` and `info` start in well under a second
     return Path(pooch.os_cache('mousebehav'))
 
 def fetch_file(name: str, file: str, progress: bool = False) -> Path:
     "Path of one verified sample file of dataset `name`, downloading it if needed."
+    import pooch
     fs = {s.file: s for s in _files(name)}
     if file not in fs: raise DataError(f"dataset {name!r} has no file {file!r}")
     s = fs[file]
@@ -129,8 +127,10 @@ def labels_table(name: str) -> pd.DataFrame:
     if not p.exists():
         have = sorted(x.stem for x in (tables_dir()/'labels').glob('*.csv'))
         raise DataError(f"no label table for {name!r}; labelled datasets: {', '.join(have)}")
+    import pandas as pd
     return pd.read_csv(p)
 
 def behaviors() -> pd.DataFrame:
     "Behaviour name → `seed_class` (the paper's four classes, or empty) and `coarse_class`."
+    import pandas as pd
     return pd.read_csv(tables_dir()/'behaviors.csv', keep_default_na=False)
