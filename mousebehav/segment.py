@@ -576,13 +576,26 @@ def _cmd_segment(args) -> int:
     try: params = json.loads(args.params) if args.params else None
     except json.JSONDecodeError as e: raise SegmentError(f"--params is not valid JSON: {e}") from None
     if args.max_frames is not None and args.max_frames < 1: raise SegmentError(f"--max-frames must be >= 1 (got {args.max_frames})")
-    seg = segment_video(args.video, args.method, args.crop, args.max_frames, params, args.store_mask,
-                        progress=not args.quiet, out=args.out)
+    if args.report and not args.store_mask:
+        # the report draws the mask outlines: masks go to a temporary file (deleted with `seg`), the rows to --out
+        out_dir = Path(args.out).parent
+        if not out_dir.is_dir(): raise SegmentError(f"{args.out}: the folder {out_dir} does not exist")   # before segmenting
+        seg = segment_video(args.video, args.method, args.crop, args.max_frames, params, True, progress=not args.quiet)
+        from dataclasses import replace
+        save_segmentation(replace(seg, mask=None), args.out)
+    else:
+        seg = segment_video(args.video, args.method, args.crop, args.max_frames, params, args.store_mask,
+                            progress=not args.quiet, out=args.out)
     if args.max_frames is not None and len(seg) < args.max_frames:
         warnings.warn(f"{args.video}: has only {len(seg)} frames (--max-frames {args.max_frames}); all of them were segmented",
                       SegmentWarning, stacklevel=2)
     found = int((seg.bbox[:, 0] >= 0).sum())
     print(f"{args.out}: {len(seg)} frames segmented with {seg.method}, mouse found in {found}")
+    if args.report:
+        from mousebehav.quality import quality_report, QualityError
+        try: rep = quality_report(seg, args.video, args.report)
+        except QualityError as e: raise SegmentError(str(e)) from None
+        print(f"{Path(args.report) / 'contact_sheet.png'}: {rep['verdict']}")
     return 0
 
 def add_cli(sub):
@@ -598,6 +611,9 @@ def add_cli(sub):
     p.add_argument('--store-mask', action='store_true', help='also store the (T,H,W) mouse mask')
     p.add_argument('--params', default=None, metavar='JSON', help='method and post-processing parameters, e.g. \'{"fg_threshold": 20}\'')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
+    p.add_argument('--report', default=None, metavar='DIR',
+                   help='also write a quality report into DIR (contact_sheet.png, report.json; mousebehav.quality.quality_report) '
+                        'and print its verdict; the masks it outlines go to a temporary file unless --store-mask is given')
     p.set_defaults(func=_cmd_segment)
 
 # %% ../nbs/03_segment.ipynb #dabbfdb6
@@ -711,9 +727,13 @@ def _print_memory(m):
           f"{m['peak_mb_long']:.0f} MB on {m['frames_long']} frames (ratio {m['ratio']:.3f})", flush=True)
 
 def bench_segment(sizes=((640, 480), (1920, 1080)), frames: int = 300, methods=None, json_path=None, verbose: bool = True,
-                  memory=(300, 3000)) -> dict:
+                  memory=(300, 3000), setups: bool = True, real: bool = True, real_frames: int|None = None) -> dict:
     """Run every method on the synthetic video at every size, each in a fresh process; with `memory` (short, long frame
-    counts; None: skipped), also `bench_segment_memory`. Print a table, optionally write JSON."""
+    counts; None: skipped), also `bench_segment_memory`. With `setups`, also the mask IoU of `imbs` on every synthetic lab
+    setup at 640×480, `frames` frames each (`mousebehav.synthetic.bench_setups`); with `real`, the keypoint score of `imbs`
+    on the proofread SLEAP views (`mousebehav.quality.bench_real`, their first `real_frames` frames; None: all). Print the
+    tables, optionally write JSON: keys results, setups (list of rows or None), real (list of rows or None),
+    agreement_with_reference, memory, notes."""
     try:
         import pybgs  # noqa: F401
         have_ref = True
@@ -734,7 +754,16 @@ def bench_segment(sizes=((640, 480), (1920, 1080)), frames: int = 300, methods=N
     if memory:
         mem = bench_segment_memory(*memory)
         if verbose: _print_memory(mem)
-    out = {'results': rows, 'agreement_with_reference': None, 'memory': mem,
+    setup_rows = real_rows = None
+    if setups:
+        from mousebehav.synthetic import bench_setups, format_setups
+        setup_rows = bench_setups('imbs', size=(640, 480), frames=frames)
+        if verbose: print(format_setups(setup_rows), flush=True)
+    if real:
+        from mousebehav.quality import bench_real, format_real
+        real_rows = bench_real('sleap-4cam', 'imbs', **({} if real_frames is None else {'max_frames': real_frames}))
+        if verbose: print(format_real(real_rows), flush=True)
+    out = {'results': rows, 'setups': setup_rows, 'real': real_rows, 'agreement_with_reference': None, 'memory': mem,
            'notes': {'fps': 'frames / seconds spent inside the per-frame update call; the model warm-up frames are included; '
                             'compiled kernels are loaded before timing',
                      'peak_mb': 'peak resident memory of a fresh process minus its resident memory before the method was created',
@@ -743,6 +772,10 @@ def bench_segment(sizes=((640, 480), (1920, 1080)), frames: int = 300, methods=N
                      'mog2/knn': 'the raw OpenCV subtractor at full resolution, 255 = foreground; iou_segmenter: the same model in our Segmenter',
                      'memory': 'peak resident memory (VmHWM) of `mousebehav segment VIDEO --store-mask` on the first frames_short '
                                'and frames_long frames of a real 640x480 video (looped when shorter), each in a fresh process; ratio = long / short',
+                     'setups': 'imbs on each synthetic lab setup (mousebehav.synthetic.bench_setups) at 640x480: mask IoU over all '
+                               'frames, still and moving frames, share of frames with a mouse (found)',
+                     'real': 'imbs on the proofread views of sleap-4cam (mousebehav.quality.bench_real): share of body keypoints '
+                             'inside the mask and inside the box, tightness; the last row pools the views',
                      'reference': 'pybgs ' + ('present' if have_ref else 'not installed'), 'threads': os.cpu_count()}}
     if json_path:
         p = Path(json_path); tmp = p.with_name(f'.{p.name}.partial')
@@ -772,7 +805,9 @@ def _cmd_bench(args) -> int:
         except ValueError: memory = ()
         if len(memory) != 2 or not 1 <= memory[0] < memory[1]:
             raise SegmentError(f"--memory-frames {args.memory_frames!r}: expected SHORT,LONG with 1 <= SHORT < LONG (or none)")
-    bench_segment(sizes, args.frames, methods, args.json, memory=memory)
+    if args.real_frames is not None and args.real_frames < 1: raise SegmentError(f"--real-frames must be >= 1 (got {args.real_frames})")
+    bench_segment(sizes, args.frames, methods, args.json, memory=memory, setups=not args.no_setups, real=not args.no_real,
+                  real_frames=args.real_frames)
     if args.json: print(f"wrote {args.json}")
     return 0
 
@@ -785,4 +820,7 @@ def add_bench(bsub):
     p.add_argument('--methods', default=None, help='comma-separated subset of imbs,mog2,knn,imbs_reference')
     p.add_argument('--memory-frames', default='300,3000', metavar='SHORT,LONG',
                    help='peak memory of `segment --store-mask` on this many frames of a real video (none: skip)')
+    p.add_argument('--no-setups', action='store_true', help='skip the synthetic lab setups (mask IoU of imbs on each)')
+    p.add_argument('--no-real', action='store_true', help='skip the keypoint score on the proofread sleap-4cam views')
+    p.add_argument('--real-frames', type=int, default=None, metavar='N', help='score only the first N frames of each real view')
     p.set_defaults(func=_cmd_bench)
