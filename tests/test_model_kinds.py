@@ -94,3 +94,17 @@ def test_load_any_model_refuses_files_that_are_not_models(clips, tmp_path, capsy
         assert main(['predict', str(f), str(folder/'group2_example_1.avi'), '--out', str(tmp_path/'e.csv')]) == 2
         assert f.name in capsys.readouterr().err and not (tmp_path/'e.csv').exists()
     with pytest.raises(ModelFileError, match='no such model file'): load_any_model(tmp_path/'missing.pt')
+
+
+def test_bench_classify_on_combined_inputs(tmp_path):
+    "`--backbone posture+motion`: combined stores of every clip, the frame model as headline, at or above the majority rate."
+    from mousebehav.posture import POSTURE_COLUMNS
+    out = tmp_path/'run'
+    assert main(['bench', 'classify', '--dataset', 'bsoid-clips', '--classes', 'coarse', '--backbone', 'posture+motion',
+                 '--limit', '10', '--seeds', '1', '--epochs', '1', '--out', str(out), '--save-model', str(tmp_path/'m.skops'),
+                 '--quiet']) == 0
+    m = json.loads((out/'metrics.json').read_text())
+    assert m['backbone'] == 'posture+motion' and m['feature_dim'] > len(POSTURE_COLUMNS) and m['n_sequences'] == 10
+    assert m['model'] == 'frames' and m['accuracy'] >= m['majority_rate'] == 0.5
+    fm = load_any_model(tmp_path/'m.skops')
+    assert fm.backbone == 'posture+motion' and fm.feature_dim == m['feature_dim']
