@@ -254,11 +254,11 @@ def _scan_file(p: Path, check: bool) -> _Scan:
         hdr, exact = _header_count(c, s, tb, rates, raw)
         pk = _read_packets(p, c, s, check)
     n, N = len(pk.pts), int(pk.ok.sum())
-    if exact and hdr > n:
-        raise VideoError(f"{p}: the header says {hdr} frames but the file holds only {n}: it is truncated (or its header "
-                         f"is wrong). To use the {n} frames that are there, rewrite it: ffmpeg -i {p.name} -c copy fixed{p.suffix}")
     times, pts, fps, src, warn = _timing(p, pk, tb, rates, raw, cc.name)
-    if hdr is not None and ((hdr not in (N, N + int(pk.discard.sum()))) if exact else abs(hdr - N) > 1):
+    if exact and hdr > n:   # a recording that stopped early (crash, full disk) or a wrong header: use what is there
+        warn.append(f"{p}: the header says {hdr} frames but the file holds only {n}: it is truncated (a recording that "
+                    f"stopped early, or a wrong header); using the {N} frames that decode")
+    elif hdr is not None and ((hdr not in (N, N + int(pk.discard.sum()))) if exact else abs(hdr - N) > 1):
         said = f"says {hdr} frames" if exact else f"implies {hdr} frames (its duration times {float(rates[0]):g} fps)"
         warn.append(f"{p}: the header {said} but {N} frames decode; using the {N}")
     rot = int(round((pk.first.rotation or 0) / 90)) % 4

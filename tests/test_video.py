@@ -169,10 +169,12 @@ def test_avi_header_that_undercounts(base_frames, tmp_path, n):
     check_stream(v, 30)
 
 
-def test_avi_header_that_overcounts_is_an_error(base_frames, tmp_path):
+def test_avi_header_that_overcounts_is_a_warning(base_frames, tmp_path):
     v = set_avi_frame_count(mjpg_avi(tmp_path/'w30.avi', base_frames[:30], 30), tmp_path/'hdr45.avi', 45)
-    with pytest.raises(VideoError, match=r'hdr45\.avi: the header says 45 frames but the file holds only 30: it is truncated'):
-        probe(v)
+    with pytest.warns(VideoWarning, match=r'hdr45\.avi: the header says 45 frames but the file holds only 30: it is truncated') as w:
+        i = probe(v)
+    assert (i.frame_count, i.header_frame_count, len(w)) == (30, 45, 1)  # the frames that are there, one warning
+    check_stream(v, 30)
 
 
 def test_matroska_header_undercounts(field_cases, tmp_path):
@@ -187,13 +189,13 @@ def test_matroska_header_undercounts(field_cases, tmp_path):
     check_stream(v, 90)
 
 
-def test_truncated_files_are_errors(data_dir, tmp_path):
+def test_truncated_files(data_dir, tmp_path):
     src = (data_dir/'dlc-openfield'/'m3v1mp4.mp4').read_bytes(); (tmp_path/'cut.mp4').write_bytes(src[:len(src)//2])
     with pytest.raises(VideoError, match=r'cut\.mp4: starts like an MP4/MOV file but cannot be read: it is corrupt or truncated'):
         probe(tmp_path/'cut.mp4')
     src = (data_dir/'bsoid-clips'/'group10_example_4.avi').read_bytes(); (tmp_path/'cut.avi').write_bytes(src[:len(src)//2])
-    with pytest.raises(VideoError, match=r'cut\.avi: the header says 22 frames but the file holds only 11: it is truncated'):
-        probe(tmp_path/'cut.avi')
+    with pytest.warns(VideoWarning, match=r'cut\.avi: the header says 22 frames but the file holds only 11: it is truncated'):
+        assert probe(tmp_path/'cut.avi').frame_count == 11  # a recording cut short: its frames are used
 
 
 def test_a_last_frame_that_does_not_decode_is_not_counted(field_cases, base_frames, tmp_path):
