@@ -151,7 +151,8 @@ def _ours(module: str) -> bool: return module == 'mousebehav' or module.startswi
 
 def _show_our_warnings():
     """Show every warning raised by mousebehav (a `UserWarning` from its code, or one of its warning classes) once per
-    place, as one line `mousebehav: warning: …` on stderr, whatever `PYTHONWARNINGS` or `-W` say; others as Python would."""
+    command — a message that several stages raise about one file is printed once — as one line `mousebehav: warning: …`
+    on stderr, whatever `PYTHONWARNINGS` or `-W` say; others as Python would."""
     warnings.filterwarnings('default', category=UserWarning, module=r'mousebehav(\.|$)')
     warnings.filterwarnings('default', category=_OurWarnings)
     pkg = Path(sys.modules['mousebehav'].__file__).resolve().parent
@@ -159,7 +160,10 @@ def _show_our_warnings():
     def showwarning(message, category, filename, lineno, file=None, line=None):
         if not (_ours(category.__module__) or Path(filename).resolve().is_relative_to(pkg)):
             return show(message, category, filename, lineno, file, line)
-        print('mousebehav: warning: ' + ' '.join(str(message).split()), file=sys.stderr, flush=True)
+        text = ' '.join(str(message).split())
+        if text in seen: return
+        seen.add(text); print('mousebehav: warning: ' + text, file=sys.stderr, flush=True)
+    seen = set()
     warnings.showwarning = showwarning
 
 def main(argv=None) -> int:

@@ -128,3 +128,12 @@ def test_video_header_warning_is_one_line(field_cases):
     warn = [l for l in r.stderr.splitlines() if l.startswith('mousebehav: warning: ')]
     assert len(warn) == 1 and 'hdr60.avi' in warn[0] and len(r.stderr.splitlines()) == 1, r.stderr
     assert 'frames 90' in r.stdout
+
+
+def test_a_warning_raised_twice_in_one_command_is_printed_once(field_cases):
+    "Several stages probe one file (and `predict` reads it more than once): its warning is printed once per command."
+    r = mb('info', field_cases/'hdr60.avi', field_cases/'hdr60.avi', field_cases/'raw.h264', env={'PYTHONWARNINGS': 'ignore'})
+    assert r.returncode == 0, r.stderr
+    warn = [l for l in r.stderr.splitlines() if l.startswith('mousebehav: warning: ')]
+    assert len(warn) == 2 and 'hdr60.avi' in warn[0] and 'raw.h264' in warn[1], r.stderr
+    assert r.stdout.count('frames 90') == 3
