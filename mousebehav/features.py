@@ -4,16 +4,18 @@
 
 # %% ../nbs/04_features.ipynb #3e551035
 from __future__ import annotations
-import contextlib, hashlib, json, os, queue, resource, subprocess, sys, tempfile, threading, time
+import contextlib, hashlib, json, os, queue, resource, subprocess, sys, tempfile, threading, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
 # %% auto #0
-__all__ = ['BACKBONES', 'FILL', 'CHECKED', 'USER_ERRORS', 'FeatureError', 'WeightsError', 'BackboneSpec', 'Backbone',
-           'file_sha256', 'pick_device', 'load_backbone', 'prepare_crop', 'content_key', 'features_path', 'Features',
-           'nonfinite_rows', 'check_store', 'load_features', 'default_threads', 'extract', 'extract_many', 'crops_for',
-           'add_cli', 'bare_fps', 'bench_extract', 'add_bench']
+__all__ = ['BACKBONES', 'FILL', 'CHECKED', 'CHUNK_S', 'LEAD_S', 'MIN_CHUNK_S', 'SETTLE_S', 'STAGES', 'USER_ERRORS',
+           'FeatureError', 'WeightsError', 'BackboneSpec', 'Backbone', 'file_sha256', 'pick_device', 'load_backbone',
+           'prepare_crop', 'content_key', 'features_path', 'Features', 'nonfinite_rows', 'check_store', 'load_features',
+           'default_threads', 'default_workers', 'FeatureWarning', 'plan_chunks', 'priming_windows',
+           'chunk_differences', 'extract', 'extract_many', 'crops_for', 'add_cli', 'bare_fps', 'repeat_video',
+           'bench_extract', 'add_bench']
 
 # %% ../nbs/04_features.ipynb #4f096504
 import cv2
@@ -318,7 +320,11 @@ def load_features(path, allow_partial: bool = False) -> Features:
     a store with NaN/inf features, broken frame numbers or boxes raises `FeatureError` naming it and the rows."""
     p = Path(path)
     if not p.exists():
-        hint = f" (an unfinished run left {_partial(p).name}: run extract again to finish it)" if _partial(p).exists() else ''
+        import glob
+        chunks = glob.glob(glob.escape(str(p.with_name(p.stem))) + '.chunk[0-9][0-9][0-9][0-9].partial.h5')
+        hint = (f" (an unfinished run left {_partial(p).name}: run extract again to finish it)" if _partial(p).exists() else
+                f" (an unfinished run left {len(chunks)} chunk store(s), {p.stem}.chunk*.partial.h5: run extract again to finish it)"
+                if chunks else '')
         raise FeatureError(f"{p}: no such feature store{hint}")
     try:
         with h5py.File(p, 'r') as f:
@@ -334,10 +340,11 @@ def load_features(path, allow_partial: bool = False) -> Features:
 CHECKED = ('backbone', 'weights_sha256', 'input_size', 'feature_dim', 'fill', 'dtype', 'precision', 'segmentation',
            'segmentation_params', 'video_name', 'video_bytes', 'video_fingerprint', 'video_frame_count', 'width', 'height',
            'crop', 'stride')
+_CHUNK_KEYS = ('chunks', 'chunk_start', 'chunk_stop', 'chunk_lead')   # compared for the unfinished stores of chunks
 
 def _mismatch(have: dict, want: dict) -> list[str]:
     out = []
-    for k in CHECKED:
+    for k in CHECKED + _CHUNK_KEYS:
         if k not in want or have.get(k) == want[k]: continue
         if k == 'video_fingerprint':
             out.append(f"video content: the store was made from {'a video whose content it does not record' if have.get(k) is None else 'other content'} "
@@ -346,15 +353,18 @@ def _mismatch(have: dict, want: dict) -> list[str]:
     return out
 
 class _Store:
-    "Incremental writer of `<path>.partial.h5`, resuming a compatible partial store."
-    def __init__(self, path: Path, settings: dict, dim: int, dtype, chunk: int = 64):
-        self.path, self.tmp, self.dtype = path, _partial(path), np.dtype(dtype)
+    """Incremental writer of `<path>.partial.h5` (or of `tmp`, the unfinished store of one chunk), resuming a
+    compatible unfinished store."""
+    def __init__(self, path: Path, settings: dict, dim: int, dtype, chunk: int = 64, tmp: Path|None = None):
+        self.path, self.tmp, self.dtype = path, Path(tmp) if tmp else _partial(path), np.dtype(dtype)
+        self.rename = tmp is None     # finish() renames the whole video's store; a chunk's is only marked complete
         self.f = None
         if self.tmp.exists():
             try:
                 f = h5py.File(self.tmp, 'a'); have = _attrs(f)
                 if 'n_done' not in have: f.close(); raise OSError('no n_done')
             except OSError as e:
+                if 'lock' in str(e): raise FeatureError(f"{self.tmp}: another run is writing this store now; wait for it or choose another output folder") from None
                 print(f"warning: {self.tmp} is unreadable ({e}); starting it again", file=sys.stderr)
                 self.tmp.unlink()
             else:
@@ -369,10 +379,7 @@ class _Store:
         if self.f is None:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.f = h5py.File(self.tmp, 'w'); self.n = 0
-            self.f.create_dataset('features', (0, dim), self.dtype, maxshape=(None, dim), chunks=(chunk, dim))
-            self.f.create_dataset('frame_index', (0,), np.int64, maxshape=(None,), chunks=(1024,))
-            self.f.create_dataset('bbox', (0, 4), np.int32, maxshape=(None, 4), chunks=(1024, 4))
-            self.f.create_dataset('detected', (0,), bool, maxshape=(None,), chunks=(1024,))
+            _datasets(self.f, 0, dim, self.dtype, chunk)
             for k, v in settings.items(): self.f.attrs[k] = v
             self.f.attrs['n_done'] = 0; self.f.attrs['complete'] = False
             self.f.flush()
@@ -386,21 +393,31 @@ class _Store:
 
     def finish(self) -> Path:
         self.f.attrs['complete'] = True; self.f.close(); self.f = None
+        if not self.rename: return self.tmp
         os.replace(self.tmp, self.path)
         return self.path
 
     def close(self):
         if self.f is not None: self.f.close(); self.f = None
 
+def _datasets(f, n: int, dim: int, dtype, chunk: int = 64):
+    "The four datasets of a feature store, `n` rows long and resizable (the layout every store shares)."
+    f.create_dataset('features', (n, dim), dtype, maxshape=(None, dim), chunks=(chunk, dim))
+    f.create_dataset('frame_index', (n,), np.int64, maxshape=(None,), chunks=(1024,))
+    f.create_dataset('bbox', (n, 4), np.int32, maxshape=(None, 4), chunks=(1024, 4))
+    f.create_dataset('detected', (n,), bool, maxshape=(None,), chunks=(1024,))
+
 # %% ../nbs/04_features.ipynb #c5b6bcdc
-def _seg_source(segmentation, info: VideoInfo, crop, stride: int, prime: bool = True):
-    "(describe dict, per-frame function (index, frame) → (bbox|None, mask|None, found))."
+def _seg_source(segmentation, info: VideoInfo, crop, stride: int, prime: bool = True, first: int = 0):
+    """(describe dict, per-frame function (index, frame) → (bbox|None, mask|None, found)). A live segmenter is primed
+    for a first frame `first` (frame number; `mousebehav.posture._prime_at`) unless `prime` is False."""
     if segmentation is None or (isinstance(segmentation, str) and segmentation.lower() == 'none'):
         return {'segmentation': 'none', 'segmentation_params': '{}'}, lambda i, f: (None, None, True)
     from mousebehav import segment as S
     if isinstance(segmentation, str) and segmentation in S.METHODS:
+        from mousebehav.posture import _prime_at
         seg = S.Segmenter(segmentation, None, fps=(info.fps or 30.0) / stride)
-        if prime: seg.prime_from_video(info.path, crop)
+        if prime: _prime_at(seg, info.path, crop, first)
         def fn(i, f):
             r = seg.update(f)
             return (r.bbox, r.mask, True) if r.bbox[0] >= 0 else (None, None, False)
@@ -432,32 +449,40 @@ class _Item:
 
 _END = object()
 
+def _crops(batches: Iterable[FrameBatch], segfn, size: int, fill: int, start_row: int, batch_size: int,
+           stopped=lambda: False, limit: int|None = None) -> Iterator[_Item]:
+    """Decode → segment → crop: `_Item`s of `batch_size` rows from row `start_row` of `batches` on (the rows before it
+    are segmented, not cropped); ends early when `stopped()`, or once `limit` rows were given."""
+    def item(buf):
+        return _Item(np.array([x[0] for x in buf], np.int64), np.stack([x[1] for x in buf]),
+                     np.stack([x[2] for x in buf]).astype(np.int32), np.array([x[3] for x in buf], bool))
+    prev = None; row = 0; buf = []; given = 0
+    for b in batches:
+        for i, f in zip(b.index, b.frames):
+            if stopped(): return
+            bbox, mask, found = segfn(i, f)
+            if bbox is not None: prev = np.asarray(bbox, np.int32)
+            if row >= start_row:
+                h, w = f.shape[:2]
+                if bbox is not None: box = prev
+                else: box, mask = (prev if prev is not None else np.array([0, 0, w, h], np.int32)), None
+                img = prepare_crop(f, mask, box, size, fill)
+                buf.append((int(i), img, box, found))
+                if len(buf) == batch_size:
+                    yield item(buf); given += len(buf); buf = []
+                    if limit is not None and given >= limit: return
+            row += 1
+    if buf: yield item(buf)
+
 def _producer(batches: Iterable[FrameBatch], segfn, size: int, fill: int, start_row: int, batch_size: int,
-              q: queue.Queue, stop: threading.Event, keep_images: bool = False):
-    "Decode → segment → crop; put `_Item`s (or the exception, then `_END`) on `q`."
+              q: queue.Queue, stop: threading.Event, limit: int|None = None):
+    "`_crops` in a thread: put the `_Item`s (or the exception, then `_END`) on `q`."
     def put(x):
         while not stop.is_set():
             try: q.put(x, timeout=0.2); return
             except queue.Full: pass
-    def item(buf):
-        return _Item(np.array([x[0] for x in buf], np.int64), np.stack([x[1] for x in buf]),
-                     np.stack([x[2] for x in buf]).astype(np.int32), np.array([x[3] for x in buf], bool))
     try:
-        prev = None; row = 0; buf = []
-        for b in batches:
-            for i, f in zip(b.index, b.frames):
-                if stop.is_set(): return
-                bbox, mask, found = segfn(i, f)
-                if bbox is not None: prev = np.asarray(bbox, np.int32)
-                if row >= start_row:
-                    h, w = f.shape[:2]
-                    if bbox is not None: box = prev
-                    else: box, mask = (prev if prev is not None else np.array([0, 0, w, h], np.int32)), None
-                    img = prepare_crop(f, mask, box, size, fill)
-                    buf.append((int(i), img, box, found))
-                    if len(buf) == batch_size: put(item(buf)); buf = []
-                row += 1
-        if buf: put(item(buf))
+        for it in _crops(batches, segfn, size, fill, start_row, batch_size, stop.is_set, limit): put(it)
     except BaseException as e:
         put(e)
     finally:
@@ -470,43 +495,64 @@ def _precision(device: torch.device) -> tuple[str, contextlib.AbstractContextMan
         return str(dt).replace('torch.', ''), torch.autocast('cuda', dtype=dt)
     return 'float32', contextlib.nullcontext()
 
-def default_threads() -> int:
-    "Torch threads for the CNN on CPU: every core (decoding and segmentation mostly run while torch waits on memory)."
+def _cores() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1))
 
+def default_threads() -> int:
+    "Torch threads for the CNN on CPU: every core (decoding and segmentation mostly run while torch waits on memory)."
+    return _cores()
+
+def default_workers() -> int:
+    "Worker processes of a chunked run (`extract(workers=None)`): one per core this process may use, at most 8."
+    return min(_cores(), 8)
+
+def _check_rows(index: np.ndarray, expect: int, stride: int, video) -> None:
+    "Raise `FeatureError` unless `index` holds the frames `expect`, `expect + stride`, … (a frame that did not decode)."
+    want = expect + stride * np.arange(len(index))
+    if not np.array_equal(index, want):
+        k = int(np.flatnonzero(index != want)[0])
+        raise FeatureError(f"{video}: frame {int(want[k])} cannot be decoded (the next frame that did is {int(index[k])}; "
+                           f"the file is damaged there)")
+
 def _run(batches, total_rows: int, out: Path, bb: Backbone, settings: dict, segfn, batch_size: int,
-         dtype, progress, prefetch: int, max_frames: int|None, desc: str) -> tuple[Path, bool]:
-    "Core loop shared by `extract` and the benchmark. Returns (path, complete)."
-    store = _Store(out, settings, bb.spec.dim, dtype)
+         dtype, progress, prefetch: int, max_frames: int|None, desc: str, tmp: Path|None = None, skip: int = 0,
+         first: int = 0, stride: int = 1) -> tuple[Path, bool]:
+    """Core loop shared by `extract` and the benchmark: rows `0 … total_rows-1` of the store `out` (or of the chunk
+    store `tmp`) from `batches`, whose first `skip` rows only feed the segmenter; row r is frame `first + r·stride`.
+    `progress`: True (a bar), False, or a function called with the rows done. Returns (path, complete)."""
+    store = _Store(out, settings, bb.spec.dim, dtype, tmp=tmp)
     start = store.n
     prec, ac = _precision(bb.device)
     q: queue.Queue = queue.Queue(maxsize=prefetch); stop = threading.Event()
-    th = threading.Thread(target=_producer, args=(batches, segfn, bb.spec.input_size, settings['fill'], start,
+    th = threading.Thread(target=_producer, args=(batches, segfn, bb.spec.input_size, settings['fill'], skip + start,
                                                   batch_size, q, stop), daemon=True, name='mousebehav-decode')
     bar = None
-    if progress:
+    if progress is True:
         from tqdm.auto import tqdm
         bar = tqdm(total=total_rows, initial=start, desc=desc, unit='frame', smoothing=0.1)
+    tick = bar.update if bar else (progress if callable(progress) else None)
     done = False; todo = max_frames
     try:
-        if todo is not None and todo <= 0: return out, False
+        if todo is not None and todo <= 0: return store.tmp, False
         th.start()
         with torch.inference_mode(), ac:
             while True:
                 it = q.get()
                 if it is _END: done = True; break
                 if isinstance(it, BaseException): raise it
+                _check_rows(it.index, first + store.n * stride, stride, settings['video'])
                 feats = bb(bb.preprocess(it.images)).float().cpu().numpy()
                 store.append(it.index, feats, it.bbox, it.detected)
-                if bar: bar.update(len(it.index))
+                if tick: tick(len(it.index))
                 if todo is not None:
                     todo -= len(it.index)
                     if todo <= 0: break
         if done:
             if store.n != total_rows:
-                raise FeatureError(f"{settings['video']}: expected {total_rows} rows but decoded {store.n}; the video is truncated or its frame count is wrong")
+                raise FeatureError(f"{settings['video']}: expected {total_rows} rows from frame {first} but decoded {store.n}; "
+                                   f"the video is truncated or its frame count is wrong")
             return store.finish(), True
-        return out, False
+        return store.tmp, False
     finally:
         stop.set()
         while th.is_alive():
@@ -515,6 +561,348 @@ def _run(batches, total_rows: int, out: Path, bb: Backbone, settings: dict, segf
         th.join(timeout=5)
         store.close()
         if bar: bar.close()
+
+# %% ../nbs/04_features.ipynb #a1c7e001
+CHUNK_S = 300.0     # s: default length of the chunks a long video is split into
+LEAD_S = 20.0       # s: a chunk's segmenter starts this long before the chunk's first frame (whole model cycles)
+MIN_CHUNK_S = 30.0  # s: shortest chunk length accepted
+SETTLE_S = 10.0     # s: rows this close after a chunk's first frame may differ from an unchunked run's
+
+class FeatureWarning(UserWarning):
+    "A doubtful extraction: chunks that may differ from an unchunked run more than usual, …"
+
+def _model_cycle(segmentation, fps: float) -> int:
+    "Frames between two rebuilds of a live IMBS background model at `fps` (its sampling clock's period); 1 otherwise."
+    from mousebehav import segment as S
+    if isinstance(segmentation, str) and segmentation == 'imbs':
+        m = S.Segmenter('imbs', None, fps=fps).model.m
+        return int(m.stride * m.N)
+    return 1
+
+def plan_chunks(rows: int, rows_per_s: float, chunk_s: float|None = CHUNK_S, unit: int = 1) -> list[tuple[int, int]]:
+    """Row ranges `[(start, stop), …]` that cut `rows` rows (`rows_per_s` of them per second of video) into chunks of
+    about `chunk_s` seconds, every start a multiple of `unit`; one range when `chunk_s` is None or 0, or when the
+    video is not longer than 1.5 chunks. Raises `FeatureError` for chunks shorter than `MIN_CHUNK_S`."""
+    if not chunk_s: return [(0, rows)]
+    if chunk_s < MIN_CHUNK_S: raise FeatureError(f"chunks of {chunk_s} s are too short: at least {MIN_CHUNK_S:g} s (or 0 for none)")
+    n = max(1, round(rows / max(chunk_s * rows_per_s, 1)))
+    cuts = sorted({int(round(k * rows / n / unit)) * unit for k in range(1, n)})
+    b = [0] + [c for c in cuts if 0 < c < rows] + [rows]
+    return list(zip(b[:-1], b[1:]))
+
+def _lead(rows_per_s: float, cycle: int) -> int:
+    "Rows a chunk's segmenter runs before the chunk: about `LEAD_S`, whole model cycles, at least one cycle."
+    return max(cycle, int(LEAD_S * rows_per_s) // cycle * cycle)
+
+def _chunk_path(out: Path, k: int) -> Path: return out.with_name(f'{out.stem}.chunk{k:04d}.partial.h5')
+
+def _chunk_files(out: Path) -> list[Path]:
+    import glob
+    return sorted(Path(p) for p in glob.glob(glob.escape(str(out.with_name(out.stem))) + '.chunk[0-9][0-9][0-9][0-9].partial.h5'))
+
+@dataclass
+class _Part:
+    "One chunk of a job: rows `start` … `stop`-1, its segmenter started `lead` rows before; its unfinished store."
+    k: int; start: int; stop: int; lead: int; path: Path; attrs: dict
+
+@dataclass
+class _Job:
+    "A video (or panel) to extract: its parts, and what `_measure`/`_finish` (posture, motion) or the CNN loop need."
+    kind: str                 # 'cnn', 'posture' or 'motion'
+    video: str
+    out: Path
+    stride: int               # frames per row of the parts (the CNN's stride; 1 for posture and motion, which measure every frame)
+    data: dict                # posture/motion: their job; CNN: settings and the producer's arguments
+    parts: list = field(default_factory=list)
+    attrs: dict = field(default_factory=dict)   # added to the finished store's attributes (the chunks)
+
+def _job(kind, video, out: Path, data: dict, rows: int, rows_per_s: float, stride: int, cycle: int, unit: int,
+         chunk_s, overwrite: bool) -> _Job:
+    "Cut a video into parts (`plan_chunks`) and check the unfinished stores left by earlier runs against this plan."
+    plan = plan_chunks(rows, rows_per_s, chunk_s, unit)
+    job = _Job(kind, str(video), out, stride, data)
+    olds, serial = _chunk_files(out), _partial(out)
+    if overwrite:
+        for p in olds + [serial]: p.unlink(missing_ok=True)
+        olds = []
+    if len(plan) == 1:
+        if olds: raise FeatureError(f"{olds[0]}: unfinished chunks of an earlier run of {Path(video).name} ({len(olds)} files); run "
+                                    f"with the chunk length that made them to finish them, or delete them")
+        job.parts = [_Part(0, 0, rows, 0, serial, {})]
+        return job
+    N = int(data['settings']['video_frame_count'])
+    frames = json.dumps([[a * stride, min(b * stride, N)] for a, b in plan])
+    if serial.exists():
+        raise FeatureError(f"{serial}: an unfinished run of {Path(video).name} without chunks; finish it with chunk_s=0 "
+                           f"(--chunk-s 0), or delete it")
+    for p in olds:
+        k = int(p.name[-15:-11])
+        try: have = _attrs_of(p)
+        except OSError: continue
+        if k >= len(plan) or have.get('chunks') != frames:
+            raise FeatureError(f"{p}: an unfinished chunk of an earlier run of {Path(video).name} with other chunks; run with "
+                               f"the chunk length that made it to finish it, or delete {out.stem}.chunk*.partial.h5")
+    if data.get('segmentation') in ('mog2', 'knn'):
+        warnings.warn(f"{Path(video).name}: in chunks, {data['segmentation']} segmentation can differ from an unchunked run for up "
+                      f"to a minute after each chunk start (its background model forgets slowly); use imbs, or chunk_s=0 "
+                      f"for one chunk", FeatureWarning, stacklevel=4)
+    lead = _lead(rows_per_s, cycle)
+    for k, (a, b) in enumerate(plan):
+        ld = min(lead, a)
+        job.parts.append(_Part(k, a, b, ld, _chunk_path(out, k),
+                               dict(chunks=frames, chunk_start=a * stride, chunk_stop=min(b * stride, N), chunk_lead=ld * stride)))
+    job.attrs = dict(chunks=frames, chunk_lead=lead * stride)
+    return job
+
+def _attrs_of(path) -> dict:
+    with h5py.File(path, 'r') as f: return _attrs(f)
+
+def _rows_in(path) -> tuple[int, bool]:
+    "(rows written, complete) of an unfinished store; (0, False) when there is none or it cannot be read."
+    try: a = _attrs_of(path) if Path(path).exists() else {}
+    except OSError: a = {}
+    return int(a.get('n_done', 0)), bool(a.get('complete', False))
+
+def _part_done(job: _Job, p: _Part) -> bool:
+    if job.kind == 'cnn' and len(job.parts) == 1: return job.out.exists()   # renamed to the store when complete
+    n, complete = _rows_in(p.path)
+    return complete if job.kind == 'cnn' else n >= p.stop - p.start
+
+def _part_error(job: _Job, p: _Part, e: BaseException) -> FeatureError:
+    "A chunk's failure as a `FeatureError` naming the video and the chunk's frames."
+    from concurrent.futures.process import BrokenProcessPool
+    what = ("the worker process processing it died (out of memory, or killed)" if isinstance(e, BrokenProcessPool)
+            else str(e) if isinstance(e, FeatureError) and str(e).startswith(job.video) else f"{type(e).__name__}: {e}")
+    a, b = p.start * job.stride, min(p.stop * job.stride, int(job.data['settings']['video_frame_count'])) - 1
+    n = len(job.parts)
+    return FeatureError(f"{job.video}: frames {a}–{b}{f' (chunk {p.k + 1} of {n})' if n > 1 else ''} failed: {what}; "
+                        f"the finished chunks are kept, run again to resume")
+
+def _stitch(job: _Job) -> Path:
+    """Join the finished chunk stores of a CNN job into its store (block by block, so memory does not grow with the
+    video's length), under a temporary name then renamed; the chunk stores are removed."""
+    out, s = job.out, dict(job.data['settings'], **job.attrs)
+    rows = job.parts[-1].stop
+    tmp = out.with_name(f'{out.stem}.stitching-{os.getpid()}.h5')
+    try:
+        with h5py.File(tmp, 'w') as g:
+            _datasets(g, rows, int(s['feature_dim']), np.dtype(s['dtype']))
+            for k, v in s.items(): g.attrs[k] = v
+            for p in job.parts:
+                with h5py.File(p.path, 'r') as f:
+                    n = int(f.attrs['n_done'])
+                    if n != p.stop - p.start or not f.attrs.get('complete'):
+                        raise FeatureError(f"{p.path}: holds {n} of the {p.stop - p.start} rows of its chunk")
+                    _check_rows(f['frame_index'][:], p.start * job.stride, job.stride, job.video)
+                    for a in range(0, n, 8192):
+                        b = min(n, a + 8192)
+                        for k in ('features', 'frame_index', 'bbox', 'detected'): g[k][p.start + a:p.start + b] = f[k][a:b]
+            g.attrs['n_done'] = rows; g.attrs['complete'] = True
+        os.replace(tmp, out)
+    finally: tmp.unlink(missing_ok=True)
+    for p in job.parts: p.path.unlink(missing_ok=True)
+    return out
+
+def _finish_job(job: _Job) -> Path:
+    "The finished store of a job whose parts are all done."
+    if job.kind == 'cnn':
+        return job.out if len(job.parts) == 1 else _stitch(job)     # one part: `_Store.finish` renamed it already
+    import importlib
+    return importlib.import_module(f'mousebehav.{job.kind}')._finish(job.data, [p.path for p in job.parts], job.attrs)
+
+# %% ../nbs/04_features.ipynb #a1c7e002
+def _cnn_args(job: _Job, p: _Part) -> dict:
+    "What a CNN part's producer needs: the frames to decode and the row its crops start at."
+    d = job.data
+    N = int(d['settings']['video_frame_count'])
+    return dict(video=job.video, crop=d['crop'], stride=job.stride, segmentation=d['segmentation'], size=d['size'],
+                fill=d['settings']['fill'], batch_size=d['batch_size'], first=(p.start - p.lead) * job.stride,
+                stop=min(p.stop * job.stride, N))
+
+def _cnn_batches(a: dict):
+    "(segmenter function, batches) of a CNN part's frames, its segmenter primed at its first frame."
+    info = probe(a['video']); c = Crop.parse(a['crop'])
+    _, segfn = _seg_source(a['segmentation'], info, c, a['stride'], first=a['first'])
+    return segfn, iter_batches(a['video'], 64, crop=c, stride=a['stride'], start=a['first'], stop=a['stop'])
+
+def _run_part(job: _Job, p: _Part, tick, max_frames, bb=None, prefetch: int = 4) -> bool:
+    "Extract one part in this process (the CNN's producer in a thread); True when the part is done."
+    if job.kind != 'cnn':
+        import importlib
+        mod = importlib.import_module(f'mousebehav.{job.kind}')
+        return mod._measure(job.data, p.path, p.start, p.stop, p.lead, max_frames, tick, p.attrs) >= p.stop - p.start
+    a = _cnn_args(job, p); segfn, batches = _cnn_batches(a)
+    d = job.data
+    _, complete = _run(batches, p.stop - p.start, job.out, bb, dict(d['settings'], **p.attrs), segfn, d['batch_size'],
+                       d['settings']['dtype'], tick, prefetch, max_frames, job.out.stem,
+                       tmp=None if len(job.parts) == 1 else p.path, skip=p.lead, first=p.start * job.stride, stride=job.stride)
+    return complete
+
+def _produce_task(a: dict, skip: int, limit, tag):
+    "A CNN part's producer in a worker process: its crops, batch by batch, to the run's queue (then `('end', tag, limited)`)."
+    from mousebehav.posture import _send
+    torch.set_num_threads(1)
+    segfn, batches = _cnn_batches(a)
+    from mousebehav import posture as P
+    n = 0
+    for it in _crops(batches, segfn, a['size'], a['fill'], skip, a['batch_size'], P._STOP.is_set, limit):
+        _send(('items', tag, it)); n += len(it.index)
+    _send(('end', tag, limit is not None and n >= limit))
+
+def _mp_context():
+    """Worker processes start from a fork server that has imported the light modules (no PyTorch: decoding,
+    segmentation, posture and motion), so each starts in a moment, whatever the parent holds."""
+    import multiprocessing as mp
+    if 'forkserver' not in mp.get_all_start_methods(): return mp.get_context('spawn')
+    ctx = mp.get_context('forkserver')
+    ctx.set_forkserver_preload(['mousebehav.posture', 'mousebehav.motion', 'mousebehav.segment'])
+    return ctx
+
+@contextlib.contextmanager
+def _starting_workers():
+    """While worker processes start: OpenMP, BLAS and numba on one thread in them (each gets one core's share), and
+    the main module hidden, so that they do not import it again (a script without `if __name__ == '__main__':` would
+    run again in every worker; the workers only ever need mousebehav)."""
+    keys = ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS', 'NUMBA_NUM_THREADS')
+    old = {k: os.environ.get(k) for k in keys}
+    os.environ.update({k: '1' for k in keys})
+    main = sys.modules.get('__main__'); hidden = {k: getattr(main, k) for k in ('__file__', '__spec__') if hasattr(main, k)}
+    for k in hidden: setattr(main, k, None) if k == '__spec__' else delattr(main, k)
+    try: yield
+    finally:
+        for k, v in hidden.items(): setattr(main, k, v)
+        for k, v in old.items():
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v
+
+def _execute(jobs: list[_Job], workers: int, progress=True, bb=None, prefetch: int = 4, max_frames=None) -> list[Path]:
+    """Extract every unfinished part of `jobs` — in this process when `workers` is 1 or one part is left, else on
+    `workers` worker processes (posture and motion measured there; for the CNN, decoding, segmentation and crops
+    there, the CNN here) — and finish each job whose parts are all done. Returns each job's store, or the unfinished
+    store of its first part left undone (`max_frames`)."""
+    todo = [(j, p) for j, job in enumerate(jobs) for p in job.parts if not _part_done(job, p)]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        total = sum(p.stop - p.start for job in jobs for p in job.parts)
+        done = sum((p.stop - p.start) if _part_done(job, p) else _rows_in(p.path)[0] for job in jobs for p in job.parts)
+        bar = tqdm(total=total, initial=done, desc=jobs[0].out.stem if len(jobs) == 1 else f'{len(jobs)} videos',
+                   unit='frame', smoothing=0.1)
+    result: dict = {}
+    def finished(j):
+        job = jobs[j]
+        if j not in result and all(_part_done(job, p) for p in job.parts): result[j] = _finish_job(job)
+    try:
+        if workers <= 1 or len(todo) <= 1:
+            for j, p in todo:
+                try: _run_part(jobs[j], p, bar.update if bar else None, max_frames, bb, prefetch)
+                except Exception as e:
+                    if len(jobs[j].parts) == 1: raise
+                    raise _part_error(jobs[j], p, e) from e
+                finished(j)
+        else: _pool(jobs, todo, workers, bar, bb, prefetch, max_frames, finished)
+        for j in range(len(jobs)): finished(j)
+    finally:
+        if bar: bar.close()
+    return [result[j] if j in result else next(p.path for p in job.parts if not _part_done(job, p)) for j, job in enumerate(jobs)]
+
+def _pool(jobs, todo, workers: int, bar, bb, prefetch: int, max_frames, finished):
+    "The parts `todo` on `workers` worker processes (see `_execute`); a failed part stops the run with its error."
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+    from mousebehav import posture as P
+    ctx = _mp_context()
+    q = ctx.Queue(maxsize=max(2, prefetch) + workers); stop = ctx.Event()
+    pending, active = deque(todo), {}
+    ex = None
+    def submit():
+        while pending and len(active) < workers:
+            j, p = pending.popleft(); job = jobs[j]; tag = (j, p.k); a = dict(part=p, store=None, ended=False)
+            with _starting_workers():
+                if job.kind == 'cnn':
+                    a['store'] = st = _Store(job.out, dict(job.data['settings'], **p.attrs), bb.spec.dim, job.data['settings']['dtype'],
+                                             tmp=None if len(job.parts) == 1 else p.path)
+                    a['future'] = ex.submit(_produce_task, _cnn_args(job, p), p.lead + st.n, max_frames, tag)
+                else:
+                    a['future'] = ex.submit(P._measure_task, job.kind, job.data, str(p.path), p.start, p.stop, p.lead,
+                                            max_frames, p.attrs, tag)
+            active[tag] = a
+    def handle(kind, tag, x):
+        a = active[tag]; job = jobs[tag[0]]; p = a['part']; st = a['store']
+        if kind == 'items':
+            _check_rows(x.index, (p.start + st.n) * job.stride, job.stride, job.video)
+            st.append(x.index, bb(bb.preprocess(x.images)).float().cpu().numpy(), x.bbox, x.detected)
+            if bar: bar.update(len(x.index))
+        elif kind == 'end':
+            if st.n == p.stop - p.start: st.finish()
+            elif x: st.close()                                   # stopped after `max_frames` rows
+            else: raise FeatureError(f"{job.video}: decoding ended at frame {(p.start + st.n) * job.stride - 1}, before the "
+                                     f"chunk's last frame (the file is truncated or damaged)")
+            a['ended'] = True
+    try:
+        with _starting_workers():
+            ex = ProcessPoolExecutor(workers, mp_context=ctx, initializer=P._worker_init, initargs=(q, stop))
+        with torch.inference_mode(), (_precision(bb.device)[1] if bb is not None else contextlib.nullcontext()):
+            submit()
+            while active:
+                try: kind, tag, x = q.get(timeout=0.05)
+                except queue.Empty: pass
+                else:
+                    if kind == 'tick':
+                        if bar: bar.update(x)
+                    else:
+                        try: handle(kind, tag, x)
+                        except Exception as e: raise _part_error(jobs[tag[0]], active[tag]['part'], e) from e
+                for tag, a in list(active.items()):
+                    f = a['future']
+                    if not f.done(): continue
+                    if f.exception() is not None: raise _part_error(jobs[tag[0]], a['part'], f.exception()) from f.exception()
+                    if jobs[tag[0]].kind == 'cnn' and not a['ended']: continue   # its last crops are still in the queue
+                    del active[tag]
+                    finished(tag[0])
+                submit()
+    finally:
+        stop.set()
+        for a in active.values():
+            if a['store'] is not None: a['store'].close()
+        if ex is not None:                       # the workers stop at their next message; read the queue until they are gone,
+            closer = threading.Thread(target=ex.shutdown, kwargs=dict(wait=True, cancel_futures=True), daemon=True)
+            closer.start()                       # so that none waits on a full queue (or dies in the middle of a message)
+            while closer.is_alive():
+                try: q.get(timeout=0.05)
+                except queue.Empty: pass
+        q.close()
+
+# %% ../nbs/04_features.ipynb #a1c7e003
+def priming_windows(attrs: dict) -> list[tuple[int, int]]:
+    """The frames `[a, b)` around each chunk start (after the first) of a store extracted in chunks (its `attrs`) where
+    its rows may differ from an unchunked run's: `SETTLE_S` seconds from the chunk's first frame on — and, for motion
+    stores, half a spectrum window (`window_s`) before it, as band powers are computed over windows centred on each
+    frame. Empty for a store made without chunks."""
+    if not attrs.get('chunks'): return []
+    fps = float(attrs['video_fps'])
+    pre = 0
+    if attrs.get('motion_params'): pre = int(np.ceil(json.loads(attrs['motion_params'])['window_s'] * fps / 2))
+    return [(max(0, a - pre), a + int(np.ceil(SETTLE_S * fps))) for a, _ in json.loads(attrs['chunks'])[1:]]
+
+def chunk_differences(serial, chunked) -> dict:
+    """Compare a store extracted without chunks (`serial`) with one of the same video extracted in chunks (paths or
+    `Features`): `rows` that differ (box, detection or any feature), their `frames`, the `windows` where rows may
+    differ (`priming_windows`; a row of `stride` frames is inside when one of its frames is), the differing frames
+    `outside` them, and `identical_outside` (True when there are none)."""
+    A = load_features(serial) if isinstance(serial, (str, os.PathLike)) else serial
+    B = load_features(chunked) if isinstance(chunked, (str, os.PathLike)) else chunked
+    if not np.array_equal(A.frame_index, B.frame_index):
+        raise FeatureError(f"{A.path} and {B.path} do not hold the same frames ({len(A.frame_index)} and {len(B.frame_index)} rows)")
+    same = (A.bbox == B.bbox).all(1) & (A.features == B.features).all(1)
+    if A.detected is not None and B.detected is not None: same &= A.detected == B.detected
+    fi = A.frame_index; step = int(A.attrs.get('stride', 1))
+    win = priming_windows(B.attrs)
+    inside = np.zeros(len(fi), bool)
+    for a, b in win: inside |= (fi + step > a) & (fi < b)
+    frames = fi[~same]
+    return dict(rows=int((~same).sum()), frames=frames.tolist(), windows=win, outside=fi[~same & ~inside].tolist(),
+                identical_outside=bool((same | inside).all()))
 
 # %% ../nbs/04_features.ipynb #39264bdd
 def _settings(bb: Backbone, info: VideoInfo, video, crop, stride, dtype, prec, segdesc, batch_size) -> dict:
@@ -550,22 +938,18 @@ def _resolve_out(out, video, crop) -> Path:
 
 def _rows(info: VideoInfo, stride: int) -> int: return (info.frame_count + stride - 1) // stride
 
-def extract(video, out, backbone='efficientnet_lite0', segmentation='imbs', crop=None, batch_size: int = 32,
-            device=None, weights=None, stride: int = 1, progress: bool = True, dtype='float32',
-            num_threads: int|None = None, prefetch: int = 4, max_frames: int|None = None,
-            overwrite: bool = False) -> Path:
-    """Features of every `stride`-th frame of `video` (or of its `crop` panel) → HDF5 store; returns its path.
-    `out`: a folder (file named by `features_path`) or a `.h5` path. `backbone`: a name or a loaded `Backbone`.
-    `segmentation`: 'imbs' | 'mog2' | 'knn' (run live), a `Segmentation`, a segmentation .h5 path, or None (whole frame).
-    A finished store with the same settings is returned as is; an unfinished one is resumed; one made with
-    other settings — or from other video content (`video_fingerprint`: another video with the same file name, or
-    this file before it changed) — is refused. `max_frames` stops after about that many new rows (the store stays unfinished).
-    `backbone='posture'` writes posture and motion descriptors instead (`mousebehav.posture.extract_posture`)."""
-    if backbone == 'posture':
-        from mousebehav.posture import extract_posture
-        if segmentation is None: raise FeatureError("posture descriptors need a segmentation (imbs, mog2, knn or a file)")
-        return extract_posture(video, out, crop=crop, stride=stride, segmentation=segmentation, progress=progress,
-                               max_frames=max_frames, overwrite=overwrite)
+STAGES = ('posture', 'motion')   # backbones that are descriptors of the mask (`mousebehav.posture`, `mousebehav.motion`), not CNNs
+
+def _plan(video, out, backbone, segmentation, crop, batch_size, device, weights, stride, dtype, num_threads, overwrite,
+          chunk_s, progress) -> Path|_Job:
+    "Check one video's inputs → its finished store when one with these settings exists, else its `_Job`."
+    import importlib, math
+    if isinstance(backbone, str) and backbone in STAGES:
+        if segmentation is None: raise FeatureError(f"{backbone} descriptors need a segmentation (imbs, mog2, knn or a file)")
+        d = importlib.import_module(f'mousebehav.{backbone}')._prepare(video, out, crop, stride, segmentation, None, overwrite)
+        if isinstance(d, Path): return d
+        cycle = _model_cycle(segmentation, d['fps'])
+        return _job(backbone, d['video'], Path(d['out']), d, d['frames'], d['fps'], 1, cycle, cycle, chunk_s, overwrite)
     if batch_size < 1 or stride < 1: raise FeatureError(f"batch_size and stride must be >= 1 (got {batch_size}, {stride})")
     if np.dtype(dtype) not in (np.float32, np.float16): raise FeatureError(f"dtype must be float32 or float16, got {dtype}")
     info = probe(video)
@@ -575,7 +959,7 @@ def extract(video, out, backbone='efficientnet_lite0', segmentation='imbs', crop
     if dev.type == 'cpu': torch.set_num_threads(num_threads or default_threads())
     else: torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True  # same numbers every run
     bb = backbone if isinstance(backbone, Backbone) else _cached_backbone(backbone, weights, dev, progress)
-    segdesc, segfn = _seg_source(segmentation, info, c, stride)
+    segdesc, _ = _seg_source(segmentation, info, c, stride, prime=False)
     prec, _ = _precision(bb.device)
     settings = _settings(bb, info, video, c, stride, dtype, prec, segdesc, batch_size)
     out = _resolve_out(out, video, c)
@@ -589,11 +973,62 @@ def extract(video, out, backbone='efficientnet_lite0', segmentation='imbs', crop
             raise FeatureError(f"{out}: a feature store made with other settings exists ({'; '.join(bad)}); "
                                f"delete it, choose another output folder, or pass overwrite=True")
         out.unlink()
-    if overwrite: _partial(out).unlink(missing_ok=True)
-    batches = iter_batches(video, 64, crop=c, stride=stride)
-    path, complete = _run(batches, _rows(info, stride), out, bb, settings, segfn, batch_size, dtype, progress,
-                          prefetch, max_frames, desc=out.stem)
-    return path if complete else _partial(out)
+    rps = (info.fps or 30.0) / stride
+    cycle = _model_cycle(segmentation, rps)
+    seg = str(segmentation) if isinstance(segmentation, os.PathLike) else segmentation
+    data = dict(settings=settings, crop=None if c is None else str(c), segmentation=seg, batch_size=int(batch_size),
+                size=bb.spec.input_size, bb=bb)
+    return _job('cnn', video, out, data, _rows(info, stride), rps, stride, cycle, math.lcm(cycle, int(batch_size)), chunk_s, overwrite)
+
+def _extract_combined(video, out, backbone: str, crop=None, **kw) -> Path:
+    "Each part of a combined backbone ('posture+motion', …) into `<folder>/<part>/`, then the parts joined (`combine_stores`)."
+    kinds = backbone.split('+')
+    if '' in kinds or len(set(kinds)) != len(kinds): raise FeatureError(f"backbone {backbone!r}: name each part once, joined by +")
+    final = _resolve_out(out, video, crop)
+    parts = [extract(video, final.parent/k.replace(':', '_')/final.name, backbone=k, crop=crop, **kw) for k in kinds]
+    unfinished = [p for p in parts if p.name.endswith('.partial.h5')]
+    if unfinished: return unfinished[0]
+    from mousebehav.motion import combine_stores
+    return combine_stores(parts, final)
+
+def extract(video, out, backbone='efficientnet_lite0', segmentation='imbs', crop=None, batch_size: int = 32,
+            device=None, weights=None, stride: int = 1, progress: bool = True, dtype='float32',
+            num_threads: int|None = None, prefetch: int = 4, max_frames: int|None = None,
+            overwrite: bool = False, workers: int|None = None, chunk_s: float|None = CHUNK_S, chunk: int|None = None) -> Path:
+    """Features of every `stride`-th frame of `video` (or of its `crop` panel) → HDF5 store; returns its path.
+    `out`: a folder (file named by `features_path`) or a `.h5` path. `backbone`: a name or a loaded `Backbone`;
+    'posture' and 'motion' write mask descriptors instead (`mousebehav.posture.extract_posture`,
+    `mousebehav.motion.extract_motion`; they need a segmentation), and names joined by '+' ('posture+motion',
+    'efficientnet_lite0+motion', …) extract each part into `<folder>/<part>/` and join them (`combine_stores`).
+    `segmentation`: 'imbs' | 'mog2' | 'knn' (run live), a `Segmentation`, a segmentation .h5 path, or None (whole frame).
+    A finished store with the same settings is returned as is; an unfinished one is resumed; one made with
+    other settings — or from other video content (`video_fingerprint`: another video with the same file name, or
+    this file before it changed) — is refused. `max_frames` stops after about that many new rows (per chunk; the
+    store stays unfinished and the unfinished file is returned).
+    A video longer than 1.5 × `chunk_s` seconds is split into chunks of about `chunk_s` s (None or 0: never), extracted
+    on `workers` processes (None: `default_workers()`; the CNN itself runs in this process) and stitched; each
+    chunk's store is kept until the end, so an interrupted run resumes chunk by chunk. The chunks do not depend on
+    `workers`. `chunk`: extract that chunk only (for schedulers: `extract_many` with a Dask client). Raises
+    `FeatureError` naming the video and the frames of a chunk that fails."""
+    if isinstance(backbone, str) and '+' in backbone:
+        return _extract_combined(video, out, backbone, segmentation=segmentation, crop=crop, batch_size=batch_size,
+                                 device=device, weights=weights, stride=stride, progress=progress, dtype=dtype,
+                                 num_threads=num_threads, prefetch=prefetch, max_frames=max_frames, overwrite=overwrite,
+                                 workers=workers, chunk_s=chunk_s, chunk=chunk)
+    if workers is not None and (not isinstance(workers, (int, np.integer)) or workers < 1):
+        raise FeatureError(f"workers must be an integer >= 1 (got {workers!r})")
+    job = _plan(video, out, backbone, segmentation, crop, batch_size, device, weights, stride, dtype, num_threads,
+                overwrite, chunk_s, progress)
+    if isinstance(job, Path): return job
+    bb = job.data.get('bb')
+    if chunk is not None and len(job.parts) > 1:
+        if not 0 <= chunk < len(job.parts): raise FeatureError(f"{video} has {len(job.parts)} chunks; there is no chunk {chunk}")
+        p = job.parts[chunk]
+        if not _part_done(job, p):
+            try: _run_part(job, p, None, max_frames, bb, prefetch)
+            except Exception as e: raise _part_error(job, p, e) from e
+        return p.path
+    return _execute([job], workers or default_workers(), progress, bb, prefetch, max_frames)[0]
 
 # %% ../nbs/04_features.ipynb #daf37fb3
 def _norm_jobs(videos, crop) -> list[tuple[str, str|None]]:
@@ -607,8 +1042,21 @@ def _norm_jobs(videos, crop) -> list[tuple[str, str|None]]:
         jobs.append((str(Path(v).resolve()), None if c is None else str(c)))
     return jobs
 
-def _extract_job(video, crop, out_dir, kw):
+def _extract_job(video, crop, out_dir, kw, *after):
+    "`extract` of one video (or one chunk of it, `kw['chunk']`) in a Dask task; `after`: the tasks it waits for."
     return str(extract(video, out_dir, crop=crop, **kw))
+
+def _n_chunks(video, crop, kw) -> int:
+    "How many chunks `extract` cuts this video into with these keywords (as `_plan` does, without loading anything)."
+    import math
+    info = probe(video); seg = kw.get('segmentation', 'imbs'); bbn = kw.get('backbone', 'efficientnet_lite0')
+    chunk_s = kw.get('chunk_s', CHUNK_S)
+    if '+' in bbn: return 1
+    if bbn in STAGES:
+        c = _model_cycle(seg, info.fps or 30.0)
+        return len(plan_chunks(info.frame_count, info.fps or 30.0, chunk_s, c))
+    s = int(kw.get('stride', 1)); rps = (info.fps or 30.0) / s; c = _model_cycle(seg, rps)
+    return len(plan_chunks(_rows(info, s), rps, chunk_s, math.lcm(c, int(kw.get('batch_size', 32)))))
 
 @contextlib.contextmanager
 def _client(client):
@@ -626,10 +1074,12 @@ def _client(client):
     raise FeatureError(f"client must be None, 'local', a scheduler address or a dask.distributed.Client, got {client!r}")
 
 def extract_many(videos, out_dir, backbone: str = 'efficientnet_lite0', segmentation='imbs', crop=None,
-                 client=None, progress: bool = True, **kw) -> list[Path]:
+                 client=None, progress: bool = True, workers: int|None = None, **kw) -> list[Path]:
     """`extract` for each item of `videos` (path or (path, crop)) into `out_dir`; returns the store paths in order.
-    `client`: None (serial, here), 'local' (LocalCluster), a scheduler address, or a `dask.distributed.Client`.
-    Other keywords go to `extract` (batch_size, device, weights, stride, dtype, num_threads, …)."""
+    `client`: None (here: every chunk of every video shared among `workers` processes, None: `default_workers()`),
+    'local' (LocalCluster), a scheduler address, or a `dask.distributed.Client` (one task per chunk, then one that
+    stitches the video's store). Other keywords go to `extract` (batch_size, device, weights, stride, dtype,
+    num_threads, chunk_s, …)."""
     jobs = _norm_jobs(videos, crop)
     outs = [features_path(out_dir, v, c) for v, c in jobs]
     dup = {str(o) for o in outs if outs.count(o) > 1}
@@ -639,21 +1089,33 @@ def extract_many(videos, out_dir, backbone: str = 'efficientnet_lite0', segmenta
     if isinstance(segmentation, str) or segmentation is None: pass
     else: raise FeatureError("extract_many takes a segmentation method name or None (one Segmentation cannot serve several videos)")
     if not isinstance(backbone, str): raise FeatureError("extract_many takes a backbone name (workers load it themselves)")
+    bad = set(kw) - {'batch_size', 'device', 'weights', 'stride', 'dtype', 'num_threads', 'prefetch', 'max_frames', 'overwrite', 'chunk_s', 'chunk'}
+    if bad: raise TypeError(f"extract_many() got unexpected keyword arguments: {', '.join(sorted(bad))}")
     kw = dict(kw, backbone=backbone, segmentation=segmentation)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     with _client(client) as c:
         if c is None:
-            res = []
-            it = jobs
-            if progress and len(jobs) > 1:
-                from tqdm.auto import tqdm
-                it = tqdm(jobs, desc='videos', unit='video')
-            for v, cr in it: res.append(Path(_extract_job(v, cr, out_dir, dict(kw, progress=progress and len(jobs) == 1))))
-            return res
+            if '+' in backbone or 'chunk' in kw:
+                return [Path(_extract_job(v, cr, out_dir, dict(kw, progress=progress, workers=workers))) for v, cr in jobs]
+            keys = ('device', 'weights', 'stride', 'dtype', 'num_threads', 'batch_size', 'overwrite', 'chunk_s')
+            plan = dict(batch_size=32, device=None, weights=None, stride=1, dtype='float32', num_threads=None, overwrite=False,
+                        chunk_s=CHUNK_S) | {k: kw[k] for k in keys if k in kw}
+            planned = [_plan(v, out_dir, backbone, segmentation, cr, plan['batch_size'], plan['device'], plan['weights'],
+                             plan['stride'], plan['dtype'], plan['num_threads'], plan['overwrite'], plan['chunk_s'], progress)
+                       for v, cr in jobs]
+            todo = [j for j in planned if isinstance(j, _Job)]
+            bb = next((j.data['bb'] for j in todo if j.kind == 'cnn'), None)
+            done = iter(_execute(todo, workers or default_workers(), progress, bb, kw.get('prefetch', 4), kw.get('max_frames'))
+                        if todo else [])
+            return [j if isinstance(j, Path) else next(done) for j in planned]
         from mousebehav.features import _extract_job as job  # by reference, so workers import it
-        kw['progress'] = False
-        futs = [c.submit(job, v, cr, str(Path(out_dir).resolve()), kw, pure=False, key=f'extract-{Path(o).stem}-{k}')
-                for k, ((v, cr), o) in enumerate(zip(jobs, outs))]
+        kw['progress'] = False; kw['workers'] = 1
+        where = str(Path(out_dir).resolve()); futs = []
+        for k, ((v, cr), o) in enumerate(zip(jobs, outs)):
+            n = _n_chunks(v, cr, kw)
+            parts = [c.submit(job, v, cr, where, dict(kw, chunk=i), pure=False, key=f'extract-{Path(o).stem}-{k}-chunk{i}')
+                     for i in range(n)] if n > 1 else []
+            futs.append(c.submit(job, v, cr, where, kw, *parts, pure=False, key=f'extract-{Path(o).stem}-{k}'))
         if progress:
             from dask.distributed import progress as dprogress
             with contextlib.suppress(Exception): dprogress(futs, notebook=False)
@@ -687,7 +1149,8 @@ def _cmd_extract(args) -> int:
     videos = [_video_arg(v) for v in args.videos]
     paths = extract_many(videos, args.out, backbone=args.backbone, segmentation=seg, crop=args.crop,
                          client=args.scheduler, progress=not args.quiet, batch_size=args.batch_size,
-                         device=args.device, weights=args.weights, stride=args.stride, dtype=args.dtype)
+                         device=args.device, weights=args.weights, stride=args.stride, dtype=args.dtype,
+                         workers=args.workers, chunk_s=args.chunk_s)
     for p in paths:
         F = load_features(p)
         print(f"{p}  {F.features.shape[0]} frames × {F.features.shape[1]} ({F.backbone}, {F.attrs['segmentation']})")
@@ -697,15 +1160,20 @@ def add_cli(sub):
     "Add the `extract` subcommand."
     p = sub.add_parser('extract', help='CNN features of every frame (masked mouse crop) → one HDF5 store per video',
                        description='Decode, segment, crop, run a pretrained CNN and write <out>/<video stem>[__crop].h5 per video; '
-                                   'resumes unfinished stores, refuses stores made with other settings or from another video with the same name.')
+                                   'long videos are split into chunks extracted on several processes and stitched; '
+                                   'resumes unfinished stores (chunk by chunk), refuses stores made with other settings or from another video with the same name.')
     p.add_argument('videos', nargs='+', metavar='VIDEO', help='video file, or VIDEO@x0,y0,x1,y1 for one panel of it')
     p.add_argument('--out', required=True, help='output folder')
     p.add_argument('--backbone', default='efficientnet_lite0', help="efficientnet_lite0 (default), vgg16_fc7, torchvision:ARCH, "
-                   "or posture (shape and motion descriptors of the mask, no CNN)")
+                   "posture (shape and motion descriptors of the mask, no CNN), motion (optical flow inside the mask, no CNN), "
+                   "or several joined by + (e.g. posture+motion: each into OUT/<part>/, joined into OUT)")
     p.add_argument('--weights', default=None, help='local weights file (state dict) for the backbone')
     p.add_argument('--device', default=None, help='cpu or cuda (default: cuda when present)')
     p.add_argument('--batch-size', type=int, default=32)
-    p.add_argument('--scheduler', default=None, help="Dask scheduler address, or 'local' for a LocalCluster")
+    p.add_argument('--workers', type=int, default=None, help=f'worker processes for decoding and segmentation (default: one per core, at most 8; here {default_workers()})')
+    p.add_argument('--chunk-s', type=float, default=CHUNK_S, help=f'split videos longer than 1.5 chunks into chunks of about this many seconds, '
+                   f'extracted in parallel (default {CHUNK_S:g}; 0: never; at least {MIN_CHUNK_S:g})')
+    p.add_argument('--scheduler', default=None, help="Dask scheduler address, or 'local' for a LocalCluster (one task per chunk)")
     p.add_argument('--crop', default=None, help='x0,y0,x1,y1 panel of every video')
     p.add_argument('--segmentation', default='imbs', choices=['imbs', 'mog2', 'knn', 'none'])
     p.add_argument('--stride', type=int, default=1, help='every k-th frame')
@@ -759,45 +1227,165 @@ def _in_subprocess(**kw) -> dict:
     if r.returncode: raise FeatureError(f"benchmark child failed: {r.stderr[-2000:]}")
     return json.loads(r.stdout.split('RESULT', 1)[1])
 
+
+
+
+
+def repeat_video(src, dst, times: int) -> Path:
+    """Write `dst`: the video `src` played `times` times in a row, its packets copied (no re-encoding: a long real
+    video in a moment, for benchmarks and tests). Returns `dst`."""
+    import av
+    dst = Path(dst); dst.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(src)) as inp, av.open(str(dst), 'w') as out:
+        s = inp.streams.video[0]; o = out.add_stream_from_template(s); off = 0
+        for _ in range(int(times)):
+            inp.seek(0); end = off
+            for p in inp.demux(s):
+                if p.pts is None and p.dts is None: continue
+                for k in ('pts', 'dts'):
+                    if getattr(p, k) is not None: setattr(p, k, getattr(p, k) + off)
+                end = max(end, max(t for t in (p.pts, p.dts) if t is not None) + (p.duration or 0))
+                p.stream = o; out.mux(p)
+            off = end
+    return dst
+
+def _tree_sampler():
+    "(start(), stop() → (peak MB, CPU s)): proportional memory (PSS, else RSS) and CPU time of this process and its children."
+    import psutil
+    me = psutil.Process(); seen = {}; peak = [0.0]; ev = threading.Event()
+    def mem(p):
+        try: return p.memory_full_info().pss
+        except (psutil.AccessDenied, AttributeError): return p.memory_info().rss
+    def loop():
+        while True:
+            tot = 0
+            for p in [me] + me.children(recursive=True):
+                try: tot += mem(p); t = p.cpu_times(); seen[p.pid] = t.user + t.system
+                except psutil.Error: pass
+            peak[0] = max(peak[0], tot)
+            if ev.wait(0.2): return
+    th = threading.Thread(target=loop, daemon=True)
+    def stop():
+        ev.set(); th.join()
+        t = me.cpu_times(); seen[me.pid] = t.user + t.system
+        return peak[0] / 2**20, sum(seen.values())
+    return th.start, stop
+
+def _bench_workers_child(video, out, backbone: str, workers: int, chunk_s, batch_size: int, device, segmentation) -> dict:
+    "`extract` in this (fresh) process: wall seconds, CPU seconds and peak memory of the process and its workers."
+    start, stop = _tree_sampler()
+    load0 = os.getloadavg()[0]; start(); t = time.perf_counter()
+    p = extract(video, out, backbone=backbone, segmentation=segmentation, batch_size=batch_size, device=device,
+                workers=workers, chunk_s=chunk_s, progress=False)
+    dt = time.perf_counter() - t; peak, cpu = stop()
+    with h5py.File(p, 'r') as f: n = int(f.attrs['video_frame_count']); chunks = len(json.loads(f.attrs.get('chunks', '[0]')))
+    return dict(frames=n, seconds=dt, cpu_s=cpu, peak_mb=peak, chunks=chunks, load=(load0 + os.getloadavg()[0]) / 2)
+
+def _in_subprocess_workers(**kw) -> dict:
+    code = ("import json,sys; from mousebehav.features import _bench_workers_child\n"
+            "if __name__ == '__main__': print('RESULT'+json.dumps(_bench_workers_child(**json.loads(sys.argv[1]))))")
+    r = subprocess.run([sys.executable, '-c', code, json.dumps(kw)], capture_output=True, text=True)
+    if r.returncode or 'RESULT' not in r.stdout: raise FeatureError(f"benchmark child failed: {r.stderr[-2000:]}")
+    return json.loads(r.stdout.split('RESULT', 1)[1])
+
 def bench_extract(backbone: str = 'efficientnet_lite0', frames: int|None = None, batch_size: int = 32, device=None,
-                  segmentation='imbs', video=None, long_factor: int = 10) -> dict:
-    "The `bench extract` figures (see above); every run in a fresh subprocess."
+                  segmentation='imbs', video=None, long_factor: int = 10, workers=None, worker_backbones=('posture', 'motion', None),
+                  chunked_backbone: str|None = 'motion', chunked_times: int = 3, chunked_s: float = MIN_CHUNK_S) -> dict:
+    """The `bench extract` figures (see above); every run in a fresh subprocess. `workers`: the worker counts of the
+    `workers` rows (default 1 … the cores present), for each backbone of `worker_backbones` (None: `backbone`; empty:
+    no rows); `chunked_backbone` (None: skipped) is extracted from the video played `chunked_times` times, unchunked
+    on one process and in chunks of `chunked_s` s on every core, and the two stores compared (`chunk_differences`)."""
+    import math
     from mousebehav.data import fetch_file
     video = str(video or fetch_file('dlc-openfield', 'm3v1mp4.mp4'))
     dev = str(pick_device(device))
+    cores = _cores()
     with tempfile.TemporaryDirectory() as d:
         kw = dict(video=video, frames=frames, backbone=backbone, batch_size=batch_size, device=dev, segmentation=segmentation)
         short = _in_subprocess(times=1, out=f'{d}/short.h5', **kw)
         long = _in_subprocess(times=long_factor, out=f'{d}/long.h5', **kw)
-    f0 = (short['bare_before'] + short['bare_after']) / 2  # bare backbone right before and right after the run
-    return {'backbone': backbone, 'device': dev, 'batch_size': batch_size, 'bare_fps': round(f0, 2),
-            'end_to_end_fps': round(short['fps'], 2), 'peak_mb_short': round(short['peak_mb'], 1),
-            'peak_mb_long': round(long['peak_mb'], 1), 'frames_short': short['frames'], 'frames_long': long['frames'],
-            'end_to_end_fps_long': round(long['fps'], 2), 'ratio_fps': round(short['fps'] / f0, 3),
-            'bare_fps_before': round(short['bare_before'], 2), 'bare_fps_after': round(short['bare_after'], 2),
-            'ratio_peak': round(long['peak_mb'] / short['peak_mb'], 3), 'segmentation': str(segmentation),
-            'input_size': 224 if backbone != 'vgg16_fc7' else 224, 'torch_threads': default_threads(),
-            'video': Path(video).name}
+        f0 = (short['bare_before'] + short['bare_after']) / 2  # bare backbone right before and right after the run
+        r = {'backbone': backbone, 'device': dev, 'batch_size': batch_size, 'bare_fps': round(f0, 2),
+             'end_to_end_fps': round(short['fps'], 2), 'peak_mb_short': round(short['peak_mb'], 1),
+             'peak_mb_long': round(long['peak_mb'], 1), 'frames_short': short['frames'], 'frames_long': long['frames'],
+             'end_to_end_fps_long': round(long['fps'], 2), 'ratio_fps': round(short['fps'] / f0, 3),
+             'bare_fps_before': round(short['bare_before'], 2), 'bare_fps_after': round(short['bare_after'], 2),
+             'ratio_peak': round(long['peak_mb'] / short['peak_mb'], 3), 'segmentation': str(segmentation),
+             'input_size': 224 if backbone != 'vgg16_fc7' else 224, 'torch_threads': default_threads(),
+             'video': Path(video).name, 'cores': cores}
+        info = probe(video); dur = info.frame_count / (info.fps or 30.0)
+        ws = list(range(1, cores + 1)) if workers is None else [int(w) for w in workers]
+        times = max(1, math.ceil(max(ws + [1]) * MIN_CHUNK_S / dur))        # long enough for a chunk per worker
+        wv = video if times == 1 else str(repeat_video(video, f'{d}/x{times}.mp4', times))
+        cs = max(MIN_CHUNK_S, times * dur / max(ws + [1]))                 # the same chunks for every worker count
+        r['workers'] = []
+        for b in [backbone if b is None else b for b in worker_backbones]:
+            for w in ws:
+                x = _in_subprocess_workers(video=wv, out=f'{d}/w{w}-{b.replace(":", "_")}.h5', backbone=b, workers=w, chunk_s=cs,
+                                           batch_size=batch_size, device=dev, segmentation=segmentation)
+                row = {'workers': w, 'backbone': b, 'fps': round(x['frames'] / x['seconds'], 2), 'peak_mb': round(x['peak_mb'], 1),
+                       'frames': x['frames'], 'chunks': x['chunks'], 'cpu_s': round(x['cpu_s'], 1),
+                       'fps_per_cpu_s': round(x['frames'] / max(x['cpu_s'], 1e-9), 2), 'load': round(x['load'], 2)}
+                if b not in STAGES: row['ratio_bare'] = round(row['fps'] / f0, 3)
+                r['workers'].append(row)
+        if chunked_backbone:
+            lv = str(repeat_video(video, f'{d}/long{chunked_times}.mp4', chunked_times)) if chunked_times > 1 else video
+            kw = dict(video=lv, backbone=chunked_backbone, batch_size=batch_size, device=dev, segmentation=segmentation)
+            ser = _in_subprocess_workers(out=f'{d}/serial.h5', workers=1, chunk_s=0, **kw)
+            chk = _in_subprocess_workers(out=f'{d}/chunked.h5', workers=max(ws + [1]), chunk_s=chunked_s, **kw)
+            cmp = chunk_differences(f'{d}/serial.h5', f'{d}/chunked.h5')
+            fps = probe(lv).fps or 30.0
+            r['chunked'] = {'frames': ser['frames'], 'fps_serial': round(ser['frames'] / ser['seconds'], 2),
+                            'fps_chunked': round(chk['frames'] / chk['seconds'], 2), 'chunks': chk['chunks'],
+                            'identical_outside_priming': cmp['identical_outside'], 'priming_frames': int(np.ceil(SETTLE_S * fps)),
+                            'differing_frames': cmp['rows'], 'backbone': chunked_backbone, 'workers': max(ws + [1]),
+                            'chunk_s': chunked_s, 'peak_mb_serial': round(ser['peak_mb'], 1), 'peak_mb_chunked': round(chk['peak_mb'], 1),
+                            'cpu_s_serial': round(ser['cpu_s'], 1), 'cpu_s_chunked': round(chk['cpu_s'], 1),
+                            'load': round((ser['load'] + chk['load']) / 2, 2)}
+    return r
 
 def _cmd_bench(args) -> int:
     seg = None if args.segmentation == 'none' else args.segmentation
-    r = bench_extract(args.backbone, args.frames, args.batch_size, args.device, seg)
+    ws = None if args.workers is None else [int(x) for x in args.workers.split(',')]
+    wb = [None if b == 'cnn' else b for b in args.worker_backbones.split(',') if b]
+    r = bench_extract(args.backbone, args.frames, args.batch_size, args.device, seg, workers=ws, worker_backbones=wb,
+                      chunked_backbone=args.chunked_backbone or None, chunked_times=args.chunked_times, chunked_s=args.chunked_s)
     print(f"{'backbone':12s} {'device':6s} {'batch':>5s} {'bare fps':>9s} {'e2e fps':>8s} {'ratio':>6s} "
           f"{'peak MB short':>13s} {'peak MB long':>12s} {'ratio':>6s}")
     print(f"{r['backbone']:12s} {r['device']:6s} {r['batch_size']:5d} {r['bare_fps']:9.1f} {r['end_to_end_fps']:8.1f} "
           f"{r['ratio_fps']:6.2f} {r['peak_mb_short']:13.0f} {r['peak_mb_long']:12.0f} {r['ratio_peak']:6.2f}")
     print(f"(short: {r['frames_short']} frames, long: {r['frames_long']} frames of {r['video']}; goals: e2e/bare ≥ 0.8, long/short peak ≤ 1.1)")
+    if r['workers']:
+        print(f"\n{'backbone':18s} {'workers':>7s} {'chunks':>6s} {'fps':>7s} {'speed-up':>8s} {'fps/CPU s':>9s} {'peak MB':>8s} {'load':>5s}")
+        one = {x['backbone']: x['fps'] for x in r['workers'] if x['workers'] == 1}
+        for x in r['workers']:
+            print(f"{x['backbone']:18s} {x['workers']:7d} {x['chunks']:6d} {x['fps']:7.1f} "
+                  f"{x['fps'] / one[x['backbone']] if x['backbone'] in one else float('nan'):8.2f} {x['fps_per_cpu_s']:9.1f} "
+                  f"{x['peak_mb']:8.0f} {x['load']:5.1f}" + (f"  (CNN alone: ×{x['ratio_bare']:.2f})" if 'ratio_bare' in x else ''))
+        print(f"({r['workers'][0]['frames']} frames, {r['cores']} cores; load: the machine's 1-minute load average; goal: 2 workers ≥ 1.6 × 1 for posture and motion)")
+    if 'chunked' in r:
+        c = r['chunked']
+        print(f"\nchunked ({c['backbone']}, {c['frames']} frames, {c['chunks']} chunks on {c['workers']} workers): "
+              f"{c['fps_chunked']:.1f} fps against {c['fps_serial']:.1f} unchunked; {c['differing_frames']} rows differ, "
+              f"{'all' if c['identical_outside_priming'] else 'NOT all'} within {c['priming_frames']} frames of a chunk start; "
+              f"peak MB {c['peak_mb_chunked']:.0f} against {c['peak_mb_serial']:.0f}")
     if args.json:
         Path(args.json).write_text(json.dumps(r, indent=1))
     return 0
 
 def add_bench(sub):
     "Add `bench extract`."
-    p = sub.add_parser('extract', help='feature extraction: bare backbone vs end-to-end frames/s, peak memory short vs 10× long video')
+    p = sub.add_parser('extract', help='feature extraction: bare backbone vs end-to-end frames/s, peak memory short vs 10× long video, '
+                                       '1 … N worker processes, chunked vs unchunked')
     p.add_argument('--json', default=None, help='write the figures to this JSON file')
     p.add_argument('--backbone', default='efficientnet_lite0')
-    p.add_argument('--frames', type=int, default=None, help='first N frames of the video (default: all 2330)')
+    p.add_argument('--frames', type=int, default=None, help='first N frames of the video (default: all 2330) for the first table')
     p.add_argument('--batch-size', type=int, default=32)
     p.add_argument('--device', default=None)
     p.add_argument('--segmentation', default='imbs', choices=['imbs', 'mog2', 'knn', 'none'])
+    p.add_argument('--workers', default=None, help='worker counts of the workers rows, e.g. 1,2,4 (default: 1 … the cores present)')
+    p.add_argument('--worker-backbones', default='posture,motion,cnn', help="backbones of the workers rows (cnn: --backbone; '' for none)")
+    p.add_argument('--chunked-backbone', default='motion', help="backbone of the chunked vs unchunked row ('' for none)")
+    p.add_argument('--chunked-times', type=int, default=3, help='the video played this many times in a row for the chunked row')
+    p.add_argument('--chunked-s', type=float, default=MIN_CHUNK_S, help='chunk length of the chunked row (s)')
     p.set_defaults(func=_cmd_bench)

@@ -338,21 +338,24 @@ def _read_attrs(path: Path) -> dict:
         return {k: (v.decode() if isinstance(v, bytes) else v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
 
 _COMPARED = ('backbone', 'columns', 'motion_params', 'segmentation', 'segmentation_params', 'video_name', 'video_bytes',
-             'video_fingerprint', 'video_frame_count', 'crop', 'stride')
+             'video_fingerprint', 'video_frame_count', 'crop', 'stride', 'chunks', 'chunk_start', 'chunk_stop', 'chunk_lead')
 
 def _differences(have: dict, want: dict) -> list[str]:
-    return [f"{k}: store has {have.get(k)!r}, this run {want[k]!r}" for k in _COMPARED if have.get(k) != want[k]]
+    "The settings of `want` (a run) that an existing store `have` does not share (chunk settings only where the run has them)."
+    return [f"{k}: store has {have.get(k)!r}, this run {want[k]!r}" for k in _COMPARED if k in want and have.get(k) != want[k]]
 
-def _segmenter(segmentation, params, info, crop, shape):
-    "(method name, its parameters, per-frame function (index, BGR frame) → (bbox, mask)) for a method name or a Segmentation."
+def _segmenter(segmentation, params, info, crop, shape, first: int|None = 0):
+    """(method name, its parameters, per-frame function (index, BGR frame) → (bbox, mask)) for a method name or a
+    Segmentation. A live segmenter is primed for a first frame `first` (`mousebehav.posture._prime_at`; None: not primed)."""
     from mousebehav import segment as S
+    from mousebehav.posture import _prime_at
     if isinstance(segmentation, (str, os.PathLike)) and str(segmentation) not in S.METHODS:
         p = Path(segmentation)
         if not p.exists(): raise MotionError(f"segmentation {segmentation!r}: neither a method ({', '.join(S.METHODS)}) nor a segmentation file")
         segmentation = S.load_segmentation(p)
     if isinstance(segmentation, str):
         seg = S.Segmenter(segmentation, params, fps=info.fps)
-        seg.prime_from_video(info.path, crop)
+        if first is not None: _prime_at(seg, info.path, crop, first)
         def fn(i, frame):
             r = seg.update(frame)
             return r.bbox, r.mask
@@ -441,19 +444,11 @@ def block_means(d: np.ndarray, detected: np.ndarray, stride: int) -> tuple[np.nd
     cnt = np.add.reduceat(det.astype(np.int64), starts)
     return (sums / np.maximum(cnt, 1)[:, None]).astype(d.dtype), cnt > 0
 
-def extract_motion(video, out, crop=None, stride: int = 1, segmentation='imbs', params: dict|None = None,
-                   progress: bool = True, max_frames: int|None = None, overwrite: bool = False, flow: str = 'dis',
-                   scale: int|str = 'auto', bands=BANDS, window_s: float = WINDOW_S) -> Path:
-    """Motion descriptors (`motion_columns(fps)`) of every frame of `video` (or of its `crop` panel) → an HDF5 store in
-    the format of `mousebehav.features` (`features` (T,D) float32, `frame_index`, `bbox`, `detected`, and `head`
-    (T,2): the unit vector to the head in image coordinates, (0, 0) when unknown; `attrs['backbone'] = 'motion'`,
-    `attrs['columns']`), one row per `stride` frames: the mean of that block's frames
-    with a mouse (zeros and `detected` False when none had one). The flow is computed between every two consecutive
-    frames whatever the stride. `out`: a folder or a `.h5` path. `segmentation`: 'imbs' | 'mog2' | 'knn' (run live,
-    `params` passed on), or a `Segmentation` / .h5 file with masks. `flow`: 'dis' | 'farneback'; `scale`: finest flow
-    level (`auto_scale` of the frame size by default); `bands` (Hz) and `window_s` (s): the sliding spectrum.
-    An interrupted run resumes from its last checkpoint; `max_frames` stops after about that many new frames and
-    returns the unfinished `<name>.partial.h5`. Raises `MotionError` on bad input."""
+def _prepare(video, out, crop=None, stride: int = 1, segmentation='imbs', params: dict|None = None, overwrite: bool = False,
+             flow: str = 'dis', scale: int|str = 'auto', bands=BANDS, window_s: float = WINDOW_S):
+    """Check the inputs of `extract_motion` → the finished store's path when one with these settings exists, else the
+    job: a dict of plain data (video, out, crop, stride, segmentation, flow settings, settings, frames, fps, …) for
+    `_measure` and `_finish`."""
     if not isinstance(stride, (int, np.integer)) or stride < 1: raise MotionError(f"stride must be an integer >= 1 (got {stride!r})")
     info = probe(video)
     if not info.fps or info.fps <= 0: raise MotionError(f"{video}: the frame rate is unknown; motion rhythms need it")
@@ -465,7 +460,7 @@ def extract_motion(video, out, crop=None, stride: int = 1, segmentation='imbs', 
     keep, _ = bands_for(info.fps, bands, window_s)
     mparams = dict(flow=flow, scale=int(scale), margin=MARGIN, bands=[list(b) for b in keep], window_s=float(window_s),
                    moving_speed=MOVING_SPEED, travel_s=TRAVEL_S, travel_min=TRAVEL_MIN)
-    method, seg_params, segfn = _segmenter(segmentation, params, info, c, (h, w))
+    method, seg_params, _ = _segmenter(segmentation, params, info, c, (h, w), first=None)
     settings = _settings(info, video, c, stride, method, seg_params, mparams)
     out = _resolve_out(out, video, c)
     if out.exists():
@@ -476,42 +471,122 @@ def extract_motion(video, out, crop=None, stride: int = 1, segmentation='imbs', 
         if not overwrite: raise MotionError(f"{out}: a store made with other settings exists ({'; '.join(bad)}); delete it, "
                                             f"choose another output folder, or pass overwrite=True")
         out.unlink()
-    tmp = _partial(out)
-    if overwrite: tmp.unlink(missing_ok=True)
-    f, start = _open_partial(tmp, settings)
-    tracker = MotionTracker(info.fps, flow, scale)
+    if overwrite: _partial(out).unlink(missing_ok=True)
+    seg = str(segmentation) if isinstance(segmentation, os.PathLike) else segmentation
+    return dict(kind='motion', video=str(video), out=str(out), crop=None if c is None else str(c), stride=int(stride),
+                segmentation=seg, params=params, settings=settings, frames=int(info.frame_count), fps=float(info.fps),
+                shape=(int(h), int(w)), flow=flow, scale=int(scale), bands=keep, window_s=float(window_s))
+
+def _measure(job: dict, tmp, start: int, stop: int, lead: int = 0, max_frames: int|None = None, tick=None,
+             attrs: dict|None = None) -> int:
+    """`MotionTracker` rows and states of frames `start` … `stop`-1 of the job's video into the unfinished store `tmp`
+    (created, or resumed at its last checkpoint; `attrs` are added to its settings) → the frames it holds.
+    The segmenter and the tracker start at frame `start - lead` (a live segmenter primed there, `_prime_at`), so the
+    head and the direction of travel are known at `start`; on resume a live segmenter is replayed from that frame
+    without measuring and the tracker restored from the checkpoint, so a resumed store equals an uninterrupted one.
+    `tick(n)`, called every 32 frames decoded: `n` frames measured since the last call."""
+    from mousebehav.posture import _checked_frames
+    video, c = job['video'], Crop.parse(job['crop'])
+    info = probe(video)
+    f, n = _open_partial(Path(tmp), dict(job['settings'], **(attrs or {})))
+    try:
+        at = start + n
+        end = stop if max_frames is None else min(stop, at + max(int(max_frames), 0))
+        if at >= end: return n
+        live = isinstance(job['segmentation'], str)
+        first = start - lead
+        _, _, segfn = _segmenter(job['segmentation'], job['params'], info, c, job['shape'], first if live else None)
+        tracker = MotionTracker(job['fps'], job['flow'], job['scale'])
+        last = f['raw'][n - 1, len(MOTION_COLUMNS):] if n else None
+        rows, boxes, found = [], [], []; new = 0
+        for i, frame in _checked_frames(video, c, first if live or not n else at - 1, end, MotionError):
+            g = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+            if n and i < at:                                           # resuming: the frames before the checkpoint
+                if live: segfn(i, frame)                               # the segmenter learns from every frame
+                if i == at - 1: tracker.restore(last, g)
+            else:
+                box, mask = segfn(i, frame)
+                ok = bool(box[0] >= 0)
+                r, s = tracker.update(g, mask if ok else None)
+                if i >= at:                                            # (before: the lead, for head and travel only)
+                    rows.append(np.r_[r, s]); boxes.append(box); found.append(ok); new += 1
+                    if len(rows) >= CHECKPOINT: _append(f, rows, boxes, found); rows, boxes, found = [], [], []
+            if tick and (i + 1) % 32 == 0: tick(new); new = 0
+        if rows: _append(f, rows, boxes, found)
+        if tick: tick(new)
+        return int(f.attrs['n_done'])
+    finally: f.close()
+
+def _join_heads(rows: np.ndarray, states: np.ndarray, starts) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and states of chunks measured apart (each beginning at a row of `starts` after the first), made to agree on
+    the head: each chunk's tracker guessed the head end by continuity until travel named it, so a chunk whose frames
+    before its first named one point the other way than the chunk before ended is turned around there (as in
+    `settle_heads`). Changes `rows` and `states` in place; returns them."""
+    s = {c: j for j, c in enumerate(STATE_COLUMNS)}
+    hx, hy = s['head_x'], s['head_y']
+    ok = (states[:, s['area']] > 0) & np.isfinite(states[:, [hx, hy]]).all(1)
+    bounds = list(starts) + [len(rows)]
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        before = np.flatnonzero(ok[:a])
+        if not len(before) or a >= b: continue
+        ref = states[before[-1], [hx, hy]]
+        named = np.flatnonzero(states[a:b, s['named']] > 0)
+        m = a + (named[0] if len(named) else b - a)
+        guess = a + np.flatnonzero(ok[a:m])
+        if len(guess) and states[guess[0], [hx, hy]] @ ref < 0:
+            rows[guess] = rows[guess][:, _TURN] * _SIGN
+            states[guess, hx] *= -1; states[guess, hy] *= -1
+    return rows, states
+
+def _finish(job: dict, parts, attrs: dict|None = None) -> Path:
+    """Descriptors of the tracker rows in the unfinished stores `parts` (in frame order; chunks joined by `_join_heads`)
+    → the finished store; `parts` removed."""
+    from mousebehav.posture import _parts_raw
+    raw, bbox, det = _parts_raw(parts)
+    if len(raw) != job['frames']:
+        raise MotionError(f"{job['video']}: {len(raw)} of its {job['frames']} frames were measured ({', '.join(map(str, parts))})")
+    k = len(MOTION_COLUMNS)
+    rows, states = raw[:, :k], raw[:, k:]
+    if len(parts) > 1:
+        sizes = []
+        for p in parts:
+            with h5py.File(p, 'r') as f: sizes.append(int(f.attrs['n_done']))
+        _join_heads(rows, states, np.cumsum(sizes)[:-1])
+    rows, heads = settle_heads(rows, states)
+    d = motion_descriptors(rows, states[:, 0], job['fps'], job['bands'], job['window_s'])
+    feats, any_det = block_means(d, det, job['stride'])
+    at = np.arange(0, len(raw), job['stride'])
+    out = _write_store(Path(job['out']), dict(job['settings'], **(attrs or {})), feats, at.astype(np.int64), bbox[at], any_det,
+                       np.nan_to_num(heads[at]))   # head: (0, 0) without a mouse
+    for p in parts: Path(p).unlink(missing_ok=True)
+    return out
+
+def extract_motion(video, out, crop=None, stride: int = 1, segmentation='imbs', params: dict|None = None,
+                   progress: bool = True, max_frames: int|None = None, overwrite: bool = False, flow: str = 'dis',
+                   scale: int|str = 'auto', bands=BANDS, window_s: float = WINDOW_S) -> Path:
+    """Motion descriptors (`motion_columns(fps)`) of every frame of `video` (or of its `crop` panel) → an HDF5 store in
+    the format of `mousebehav.features` (`features` (T,D) float32, `frame_index`, `bbox`, `detected`, and `head`
+    (T,2): the unit vector to the head in image coordinates, (0, 0) when unknown; `attrs['backbone'] = 'motion'`,
+    `attrs['columns']`), one row per `stride` frames: the mean of that block's frames
+    with a mouse (zeros and `detected` False when none had one). The flow is computed between every two consecutive
+    frames whatever the stride. `out`: a folder or a `.h5` path. `segmentation`: 'imbs' | 'mog2' | 'knn' (run live,
+    `params` passed on), or a `Segmentation` / .h5 file with masks. `flow`: 'dis' | 'farneback'; `scale`: finest flow
+    level (`auto_scale` of the frame size by default); `bands` (Hz) and `window_s` (s): the sliding spectrum.
+    An interrupted run resumes from its last checkpoint, with the rows of an uninterrupted run; `max_frames` stops
+    after that many new frames and returns the unfinished `<name>.partial.h5`. Raises `MotionError` on bad input,
+    naming a frame that does not decode. (`mousebehav.features.extract` runs long videos in chunks on several processes.)"""
+    job = _prepare(video, out, crop, stride, segmentation, params, overwrite, flow, scale, bands, window_s)
+    if isinstance(job, Path): return job
+    tmp = _partial(Path(job['out']))
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=info.frame_count, initial=start, desc=f'motion {out.stem}', unit='frame')
-    rows, boxes, found = [], [], []
-    done = start; stop = None if max_frames is None else start + int(max_frames)
-    try:
-        last = f['raw'][start - 1, len(MOTION_COLUMNS):] if start else None
-        for i, frame in iter_frames(video, crop=c, start=max(start - 1, 0), stop=stop):
-            g = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-            if i < start: tracker.restore(last, g); continue           # the frame before a resumed run
-            box, mask = segfn(i, frame)
-            ok = bool(box[0] >= 0)
-            r, s = tracker.update(g, mask if ok else None)
-            rows.append(np.r_[r, s]); boxes.append(box); found.append(ok); done += 1
-            if len(rows) >= CHECKPOINT: _append(f, rows, boxes, found); rows, boxes, found = [], [], []
-            if bar: bar.update(1)
-        if rows: _append(f, rows, boxes, found)
-        if done < info.frame_count:
-            if stop is not None and done >= stop: return tmp
-            raise MotionError(f"{video}: expected {info.frame_count} frames but decoded {done}; the video is truncated or its frame count is wrong")
-        raw, bbox, det = f['raw'][:], f['bbox'][:], f['found'][:]
+        from mousebehav.posture import _rows_done
+        bar = tqdm(total=job['frames'], initial=_rows_done(tmp), desc=f"motion {Path(job['out']).stem}", unit='frame')
+    try: n = _measure(job, tmp, 0, job['frames'], 0, max_frames, bar.update if bar else None)
     finally:
-        f.close()
         if bar: bar.close()
-    rows, heads = settle_heads(raw[:, :len(MOTION_COLUMNS)], raw[:, len(MOTION_COLUMNS):])
-    d = motion_descriptors(rows, raw[:, len(MOTION_COLUMNS)], info.fps, keep, window_s)
-    feats, any_det = block_means(d, det, stride)
-    at = np.arange(0, len(raw), stride)
-    _write_store(out, settings, feats, at.astype(np.int64), bbox[at], any_det, np.nan_to_num(heads[at]))  # head: (0, 0) without a mouse
-    tmp.unlink(missing_ok=True)
-    return out
+    return _finish(job, [tmp]) if n >= job['frames'] else tmp
 
 # %% ../nbs/04b_motion.ipynb #13243de9
 def _names(F) -> list[str]:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04a_posture.ipynb #794a68b8
 from __future__ import annotations
-import json, os, sys
+import contextlib, json, os, sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,13 +127,27 @@ def _settings(info, video, crop, stride, method, seg_params) -> dict:
                 dtype='float32', mousebehav_version=__version__)
 
 _COMPARED = ('backbone', 'columns', 'segmentation', 'segmentation_params', 'video_name', 'video_bytes', 'video_fingerprint',
-             'video_frame_count', 'crop', 'stride')
+             'video_frame_count', 'crop', 'stride', 'chunks', 'chunk_start', 'chunk_stop', 'chunk_lead')
 
 def _differences(have: dict, want: dict) -> list[str]:
-    return [f"{k}: store has {have.get(k)!r}, this run {want[k]!r}" for k in _COMPARED if have.get(k) != want[k]]
+    "The settings of `want` (a run) that an existing store `have` does not share (chunk settings only where the run has them)."
+    return [f"{k}: store has {have.get(k)!r}, this run {want[k]!r}" for k in _COMPARED if k in want and have.get(k) != want[k]]
 
-def _segmenter(segmentation, params, info, crop):
-    "(method name, its parameters, per-frame function (index, BGR frame) → (bbox, mask)) for a method name or a Segmentation."
+def _prime_at(seg, path, crop=None, first: int = 0):
+    """Prime the segmenter `seg` as `Segmenter.prime_from_video` primes it for frame 0, but for a segmenter whose first
+    frame is `first`: frames spread over `first` … `first` + `PRIME_WINDOW_S` seconds (at most to the video's end)."""
+    from mousebehav.segment import PRIME_WINDOW_S
+    from mousebehav.video import read_frame
+    if not first: return seg.prime_from_video(path, crop)
+    info = probe(path, check_frames=False)
+    if info.frame_count - first < 2: return seg
+    n = seg.model.m.N if seg.method == 'imbs' else 10
+    last = min(info.frame_count, first + int(PRIME_WINDOW_S * (info.fps if info.fps > 0 else 30.0))) - 1
+    return seg.prime([read_frame(path, int(i), crop) for i in np.unique(np.linspace(first, last, n).round().astype(int))])
+
+def _segmenter(segmentation, params, info, crop, first: int|None = 0):
+    """(method name, its parameters, per-frame function (index, BGR frame) → (bbox, mask)) for a method name or a
+    Segmentation. A live segmenter is primed for a first frame `first` (`_prime_at`; None: not primed)."""
     from mousebehav import segment as S
     if isinstance(segmentation, (str, os.PathLike)) and str(segmentation) not in S.METHODS:
         p = Path(segmentation)
@@ -141,7 +155,7 @@ def _segmenter(segmentation, params, info, crop):
         segmentation = S.load_segmentation(p)
     if isinstance(segmentation, str):
         seg = S.Segmenter(segmentation, params, fps=info.fps or 30.0)
-        seg.prime_from_video(info.path, crop)
+        if first is not None: _prime_at(seg, info.path, crop, first)
         def fn(i, frame):
             r = seg.update(frame)
             return r.bbox, r.mask
@@ -186,6 +200,11 @@ def _open_partial(tmp: Path, settings: dict):
     f.attrs['n_done'] = 0; f.flush()
     return f, 0
 
+def _rows_done(tmp: Path) -> int:
+    "Rows an unfinished store holds (0 when there is none or it cannot be read)."
+    try: return int(_read_attrs(tmp).get('n_done', 0)) if Path(tmp).exists() else 0
+    except OSError: return 0
+
 def _append(f, rows, boxes, found):
     n, m = int(f.attrs['n_done']), len(rows)
     for k, v in (('raw', np.array(rows)), ('bbox', np.array(boxes, np.int32)), ('found', np.array(found, bool))):
@@ -204,18 +223,27 @@ def _write_store(path: Path, settings: dict, feats, index, bbox, detected) -> Pa
     finally: tmp.unlink(missing_ok=True)
     return path
 
-def extract_posture(video, out, crop=None, stride: int = 1, segmentation='imbs', params: dict|None = None,
-                    progress: bool = True, max_frames: int|None = None, overwrite: bool = False) -> Path:
-    """Posture and motion descriptors (`POSTURE_COLUMNS`) of every frame of `video` (or of its `crop` panel) → an HDF5
-    store in the format of `mousebehav.features` (`features`, `frame_index`, `bbox`, `detected`; `attrs['backbone']
-    = 'posture'`), one row per `stride` frames (the mean of those frames). `out`: a folder or a `.h5` path.
-    `segmentation`: 'imbs' | 'mog2' | 'knn' (run live, `params` passed on), or a `Segmentation` / .h5 file with masks.
-    An interrupted run resumes from its last checkpoint; `max_frames` stops after about that many new frames."""
-    if stride < 1: raise PostureError(f"stride must be >= 1 (got {stride})")
+def _checked_frames(video, crop, start: int, stop: int, error=ValueError):
+    """`iter_frames` from `start` to `stop`, every frame number in turn: a frame that does not decode (a gap in the
+    numbers, or decoding that ends early) raises `error` naming the file and the frames."""
+    want = start
+    for i, frame in iter_frames(video, crop=crop, start=start, stop=stop):
+        if i != want:
+            raise error(f"{video}: frame{'s' if i - want > 1 else ''} {want}{f'–{i - 1}' if i - want > 1 else ''} cannot be "
+                        f"decoded (reading frames {start}–{stop - 1}; the file is damaged there)")
+        yield i, frame; want += 1
+    if want < stop:
+        raise error(f"{video}: decoding ended at frame {want - 1} while reading frames {start}–{stop - 1} "
+                    f"(the file is truncated or damaged, or its frame count is wrong)")
+
+def _prepare(video, out, crop=None, stride: int = 1, segmentation='imbs', params: dict|None = None, overwrite: bool = False):
+    """Check the inputs of `extract_posture` → the finished store's path when one with these settings exists, else the
+    job: a dict of plain data (video, out, crop, stride, segmentation, settings, frames, fps, …) for `_measure` and `_finish`."""
+    if not isinstance(stride, (int, np.integer)) or stride < 1: raise PostureError(f"stride must be an integer >= 1 (got {stride!r})")
     info = probe(video)
     c = Crop.parse(crop)
     if c is not None: c.check(info.width, info.height, str(video))
-    method, seg_params, segfn = _segmenter(segmentation, params, info, c)
+    method, seg_params, _ = _segmenter(segmentation, params, info, c, first=None)
     settings = _settings(info, video, c, stride, method, seg_params)
     out = _resolve_out(out, video, c)
     if out.exists():
@@ -226,39 +254,122 @@ def extract_posture(video, out, crop=None, stride: int = 1, segmentation='imbs',
         if not overwrite: raise PostureError(f"{out}: a store made with other settings exists ({'; '.join(bad)}); delete it, "
                                              f"choose another output folder, or pass overwrite=True")
         out.unlink()
-    tmp = _partial(out)
-    if overwrite: tmp.unlink(missing_ok=True)
-    f, start = _open_partial(tmp, settings)
+    if overwrite: _partial(out).unlink(missing_ok=True)
+    seg = str(segmentation) if isinstance(segmentation, os.PathLike) else segmentation
+    return dict(kind='posture', video=str(video), out=str(out), crop=None if c is None else str(c), stride=int(stride),
+                segmentation=seg, params=params, settings=settings, frames=int(info.frame_count), fps=float(info.fps or 30.0))
+
+def _measure(job: dict, tmp, start: int, stop: int, lead: int = 0, max_frames: int|None = None, tick=None,
+             attrs: dict|None = None) -> int:
+    """Raw measurements (`RAW_COLUMNS`) of frames `start` … `stop`-1 of the job's video into the unfinished store `tmp`
+    (created, or resumed at its last checkpoint; `attrs` are added to its settings) → the frames it holds.
+    A live segmenter starts at frame `start - lead` (primed there, `_prime_at`) and learns from every frame; on resume it
+    is replayed from that frame without measuring, so a resumed store equals an uninterrupted one. `tick(n)`, called
+    every 32 frames decoded: `n` frames measured since the last call."""
+    video, c = job['video'], Crop.parse(job['crop'])
+    info = probe(video)
+    f, n = _open_partial(Path(tmp), dict(job['settings'], **(attrs or {})))
+    try:
+        at = start + n
+        end = stop if max_frames is None else min(stop, at + max(int(max_frames), 0))
+        if at >= end: return n
+        live = isinstance(job['segmentation'], str)
+        first = start - lead
+        _, _, segfn = _segmenter(job['segmentation'], job['params'], info, c, first if live else None)
+        rows, boxes, found = [], [], []
+        prev_g = prev_m = None; new = 0
+        for i, frame in _checked_frames(video, c, first if live else max(at - 1, first), end, PostureError):
+            g = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+            box, mask = segfn(i, frame)
+            ok = bool(box[0] >= 0)
+            if i >= at:
+                rows.append(measure_frame(g, mask, prev_g, prev_m) if ok else np.full(len(RAW_COLUMNS), np.nan))
+                boxes.append(box); found.append(ok); new += 1
+                if len(rows) >= CHECKPOINT: _append(f, rows, boxes, found); rows, boxes, found = [], [], []
+            prev_g, prev_m = g, (mask if ok else None)
+            if tick and (i + 1) % 32 == 0: tick(new); new = 0
+        if rows: _append(f, rows, boxes, found)
+        if tick: tick(new)
+        return int(f.attrs['n_done'])
+    finally: f.close()
+
+def _parts_raw(parts, names=('raw', 'bbox', 'found')) -> list:
+    "The datasets `names` of the unfinished stores `parts`, each joined in order."
+    got = {k: [] for k in names}
+    for p in parts:
+        with h5py.File(p, 'r') as f:
+            n = int(f.attrs['n_done'])
+            for k in names: got[k].append(f[k][:n])
+    return [np.concatenate(got[k]) for k in names]
+
+def _finish(job: dict, parts, attrs: dict|None = None) -> Path:
+    "Descriptors of the measurements in the unfinished stores `parts` (in frame order) → the finished store; `parts` removed."
+    raw, bbox, det = _parts_raw(parts)
+    if len(raw) != job['frames']:
+        raise PostureError(f"{job['video']}: {len(raw)} of its {job['frames']} frames were measured ({', '.join(map(str, parts))})")
+    s = dict(job['settings'], **(attrs or {})); stride = job['stride']
+    d = every_nth(posture_descriptors(raw, job['fps'], (s['width'], s['height'])), stride)
+    rows_at = np.arange(0, len(raw), stride)
+    out = _write_store(Path(job['out']), s, d, rows_at.astype(np.int64), bbox[rows_at], det[rows_at])
+    for p in parts: Path(p).unlink(missing_ok=True)
+    return out
+
+def extract_posture(video, out, crop=None, stride: int = 1, segmentation='imbs', params: dict|None = None,
+                    progress: bool = True, max_frames: int|None = None, overwrite: bool = False) -> Path:
+    """Posture and motion descriptors (`POSTURE_COLUMNS`) of every frame of `video` (or of its `crop` panel) → an HDF5
+    store in the format of `mousebehav.features` (`features`, `frame_index`, `bbox`, `detected`; `attrs['backbone']
+    = 'posture'`), one row per `stride` frames (the mean of those frames). `out`: a folder or a `.h5` path.
+    `segmentation`: 'imbs' | 'mog2' | 'knn' (run live, `params` passed on), or a `Segmentation` / .h5 file with masks.
+    An interrupted run resumes from its last checkpoint, with the rows of an uninterrupted run; `max_frames` stops
+    after that many new frames and returns the unfinished `<name>.partial.h5`. A frame that does not decode raises
+    `PostureError` naming it. (`mousebehav.features.extract` runs long videos in chunks on several processes.)"""
+    job = _prepare(video, out, crop, stride, segmentation, params, overwrite)
+    if isinstance(job, Path): return job
+    tmp = _partial(Path(job['out']))
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=info.frame_count, initial=start, desc=f'posture {out.stem}', unit='frame')
-    rows, boxes, found = [], [], []
-    prev_g = prev_m = None; done = start; stop = None if max_frames is None else start + int(max_frames)
-    try:
-        for i, frame in iter_frames(video, crop=c, start=max(start - 1, 0), stop=stop):
-            g = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-            if i < start: prev_g = g; continue   # the frame before a resumed run: only its grey levels are needed
-            box, mask = segfn(i, frame)
-            ok = bool(box[0] >= 0)
-            rows.append(measure_frame(g, mask, prev_g, prev_m) if ok else np.full(len(RAW_COLUMNS), np.nan))
-            boxes.append(box); found.append(ok)
-            prev_g, prev_m = g, (mask if ok else None); done += 1
-            if len(rows) >= CHECKPOINT: _append(f, rows, boxes, found); rows, boxes, found = [], [], []
-            if bar: bar.update(1)
-        if rows: _append(f, rows, boxes, found)
-        if done < info.frame_count:
-            if stop is not None and done >= stop: return tmp
-            raise PostureError(f"{video}: expected {info.frame_count} frames but decoded {done}; the video is truncated or its frame count is wrong")
-        raw, bbox, det = f['raw'][:], f['bbox'][:], f['found'][:]
+        bar = tqdm(total=job['frames'], initial=_rows_done(tmp), desc=f"posture {Path(job['out']).stem}", unit='frame')
+    try: n = _measure(job, tmp, 0, job['frames'], 0, max_frames, bar.update if bar else None)
     finally:
-        f.close()
         if bar: bar.close()
-    d = every_nth(posture_descriptors(raw, info.fps or 30.0, (settings['width'], settings['height'])), stride)
-    rows_at = np.arange(0, len(raw), stride)
-    _write_store(out, settings, d, rows_at.astype(np.int64), bbox[rows_at], det[rows_at])
-    tmp.unlink(missing_ok=True)
-    return out
+    return _finish(job, [tmp]) if n >= job['frames'] else tmp
+
+# %% ../nbs/04a_posture.ipynb #b2d8f001
+_QUEUE = _STOP = None
+
+class _Stopped(Exception):
+    "The run this task belongs to has stopped (an error in another chunk, or an interrupt)."
+
+def _worker_init(q, stop):
+    """Start a worker process of a chunked run (`mousebehav.features.extract` with `workers` > 1): one thread each for
+    OpenCV, numba, BLAS and PyTorch (the processes share the cores), killed with the process that started it (Linux),
+    messages to the run's queue `q`; `stop` (an Event) ends its tasks early."""
+    global _QUEUE, _STOP
+    _QUEUE, _STOP = q, stop
+    for k in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS', 'NUMBA_NUM_THREADS'): os.environ[k] = '1'
+    cv2.setNumThreads(1)
+    if 'numba' in sys.modules: sys.modules['numba'].set_num_threads(1)
+    if 'torch' in sys.modules: sys.modules['torch'].set_num_threads(1)
+    if sys.platform.startswith('linux'):
+        import ctypes, signal
+        with contextlib.suppress(OSError, AttributeError): ctypes.CDLL('libc.so.6').prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+def _send(msg):
+    "Put `msg` on the run's queue, waiting while it is full; raises `_Stopped` once the run has stopped."
+    import queue
+    while not _STOP.is_set():
+        try: _QUEUE.put(msg, timeout=0.2); return
+        except queue.Full: pass
+    raise _Stopped()
+
+def _measure_task(kind: str, job: dict, tmp: str, start: int, stop: int, lead: int, max_frames, attrs: dict, tag) -> int:
+    "`_measure` of `mousebehav.<kind>` (posture or motion) in a worker process, its progress sent as `('tick', tag, n)`."
+    import importlib
+    def tick(n):
+        if _STOP.is_set(): raise _Stopped()
+        if n: _send(('tick', tag, n))
+    return importlib.import_module(f'mousebehav.{kind}')._measure(job, tmp, start, stop, lead, max_frames, tick, attrs)
 
 # %% ../nbs/04a_posture.ipynb #04e8093f
 def posture_browser(video, store, columns=('speed', 'moving', 'size'), width: float = 8):
