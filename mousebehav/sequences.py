@@ -323,6 +323,11 @@ def read_boris(path, fps: float|None = None, fold: int = 0, videos: dict[str, in
     vfps = {}
     for k, v in (video_fps or {}).items():
         if v is None: continue
+        if isinstance(v, (np.ndarray, list, tuple)):             # a variable frame rate: the video's frame times (s)
+            t = np.asarray(v, float)
+            if t.ndim != 1 or not len(t) or not np.isfinite(t).all() or (np.diff(t) <= 0).any():
+                raise LabelError(f"video_fps[{k!r}]: frame times must be increasing finite seconds")
+            vfps[_file_name(k)] = t; continue
         if _rate(v) is None: raise LabelError(f"video_fps[{k!r}] = {v!r} is not a frame rate")
         vfps[_file_name(k)] = _rate(v)
     cols = set(df.columns)
@@ -385,6 +390,7 @@ def read_boris(path, fps: float|None = None, fold: int = 0, videos: dict[str, in
     differ = {}
     def rate_of(v, efps, rn):
         vr = vfps.get(v)
+        if isinstance(vr, np.ndarray): return vr                     # the frames' own times
         if vr is not None:
             for what, other in (('the export says', efps), ('fps= says', fps)):
                 if other is not None and abs(float(other) - vr) > 1e-4 * vr: differ.setdefault((v, what, float(other), vr), []).append(rn)
@@ -394,6 +400,12 @@ def read_boris(path, fps: float|None = None, fold: int = 0, videos: dict[str, in
         raise _RowError("no frame rate: the export gives none for this media file and the video's rate is not known "
                         "(give the video's feature store, video_fps= or fps=)")
     def frame(t, f):
+        if isinstance(f, np.ndarray):                                # the frame whose time is nearest (end: one past)
+            if not math.isfinite(t): raise _RowError(f"time {t:g} s is out of range")
+            ext = np.r_[f, f[-1] + (f[-1] - f[-2] if len(f) > 1 else 0.0)]
+            i = int(np.searchsorted(ext, t))
+            if i == len(ext) or (i > 0 and t - ext[i - 1] <= ext[i] - t): i -= 1
+            return i
         x = t * f
         if not math.isfinite(x) or abs(x) >= 2**53: raise _RowError(f"time {t:g} s is out of range")
         return int(math.floor(x + 0.5))
@@ -690,18 +702,37 @@ def frame_counts(stores: dict) -> dict[str, int]:
         if n is not None: out[k[0] if isinstance(k, tuple) else k] = int(n)
     return out
 
-def video_rates(stores: dict) -> dict[str, float]:
+def video_rates(stores: dict) -> dict[str, float|np.ndarray]:
     """{video file name: frame rate} from the stores' `attrs['video_fps']` (the rate measured when the features were
-    extracted), for `read_label_file(video_fps=...)`. Stores of one video that disagree are an error."""
+    extracted), for `read_label_file(video_fps=...)`. Stores of one video that disagree are an error.
+    A video with a variable frame rate (frame intervals that differ by more than a quarter) whose file is still where
+    the store says, with the content the store recorded (`video_fingerprint`), gets its frame times instead
+    ((N,) seconds, `mousebehav.video.frame_times`): times in a BORIS export then land on the frames shown at those times."""
     out, errs = {}, []
     for k, p in stores.items():
         a = _store_attrs(p); r = a.get('video_fps', getattr(p, 'fps', None))
         if r is None: continue
         v, r = (k[0] if isinstance(k, tuple) else k), float(r)
-        if v in out and abs(out[v] - r) > 1e-6 * r: errs.append(f"{p}: {v} at {r:g} fps, but another store says {out[v]:g} fps")
-        else: out[v] = r
+        if v in out and abs(_mean_rate(out[v]) - r) > 1e-6 * r: errs.append(f"{p}: {v} at {r:g} fps, but another store says {_mean_rate(out[v]):g} fps")
+        elif v not in out: t = _frame_clock(a); out[v] = r if t is None else t
     if errs: raise LabelError('\n  '.join([f"{len(errs)} problem(s) with feature stores:"] + errs))
     return out
+
+def _mean_rate(r) -> float:
+    return float(r) if not isinstance(r, np.ndarray) else (len(r) - 1) / (r[-1] - r[0]) if len(r) > 1 else float('nan')
+
+def _frame_clock(a: dict):
+    "The frame times of the store's video when its frame rate varies and the file is there with the recorded content."
+    src, fp = a.get('video'), a.get('video_fingerprint')
+    if not src or not fp or not Path(str(src)).is_file(): return None
+    import warnings as _w
+    from mousebehav.video import file_fingerprint, frame_times
+    if file_fingerprint(src) != fp: return None
+    with _w.catch_warnings():
+        _w.simplefilter('ignore')                                  # probing the video warned when it was extracted
+        t = frame_times(src)
+    d = np.diff(t)
+    return t if len(d) > 1 and d.max() - d.min() > 0.25 * np.median(d) else None
 
 # %% ../nbs/05_sequences.ipynb #c76f22c3
 USER_ERRORS = (LabelError,)

@@ -420,3 +420,39 @@ def test_fuzz_checker_on_frames(rows, videos, classes):
         except LabelError: return
     assert len(chk.rows) + len(chk.skipped) == len(df)
     if len(chk.rows): assert_checked(chk.rows, videos)
+
+
+def test_boris_times_on_a_variable_frame_rate_video(field_cases, tmp_path):
+    "Frames 0–44 at 30 fps, 45–89 at 10 fps: BORIS seconds land on the frames shown at those times, not at the mean rate."
+    import av
+    from fractions import Fraction
+    from mousebehav.video import file_fingerprint, iter_frames
+    pts = np.r_[np.arange(45) * 100 / 3, 1500 + np.arange(45) * 100].round().astype(int)  # ms
+    v = tmp_path/'vfr.mp4'
+    with av.open(str(v), 'w') as o:
+        s = o.add_stream('libx264', rate=30); s.height, s.width = 240, 320; s.pix_fmt = 'yuv420p'
+        s.time_base = s.codec_context.time_base = Fraction(1, 1000)
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            frames = [f for _, f in iter_frames(field_cases/'base.mp4')]
+        for k, a in enumerate(frames):
+            f = av.VideoFrame.from_ndarray(np.ascontiguousarray(a), format='bgr24'); f.pts, f.time_base = int(pts[k]), Fraction(1, 1000)
+            for p in s.encode(f): o.mux(p)
+        for p in s.encode(): o.mux(p)
+    store = FeatureArray(np.zeros((90, 2), np.float32), np.arange(90), 15.08,
+                         attrs=dict(video=str(v), crop='', video_fps=15.08, video_frame_count=90,
+                                    video_fingerprint=file_fingerprint(v)))
+    stores = stores_for([store])
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        rates = video_rates(stores)
+    np.testing.assert_allclose(rates['vfr.mp4'], pts / 1000, atol=1e-6)   # the frame times, not one rate
+    export = pd.DataFrame({'Observation id': 'o', 'Media file name': 'vfr.mp4', 'FPS': 15.08, 'Subject': 'm',
+                           'Behavior': ['locomote', 'face_groom', 'rearing'], 'Behavior type': 'STATE',
+                           'Start (s)': [0.0, 2.0, 4.0], 'Stop (s)': [1.0, 3.0, 6.0]})
+    export.to_csv(tmp_path/'vfr_boris.csv', index=False)
+    t = read_label_file(tmp_path/'vfr_boris.csv', frame_counts(stores), rates)
+    assert list(zip(t.start_frame, t.end_frame)) == [(0, 30), (50, 60), (70, 90)]
+    # the same store without its video (moved away): the mean rate, as before
+    moved = FeatureArray(store.features, store.frame_index, 15.08, attrs=dict(store.attrs, video=str(tmp_path/'gone'/'vfr.mp4')))
+    assert video_rates(stores_for([moved])) == {'vfr.mp4': 15.08}
