@@ -28,7 +28,7 @@ USER_ERRORS = (FrameModelError,)
 
 STATS = ('mean', 'std', 'min', 'max', 'slope', 'absdiff')   # every statistic `window_features` knows
 DEFAULT_STATS = ('mean', 'std', 'min', 'max', 'slope')
-WINDOWS_S = (0.5, 1.0, 2.0, 4.0, 8.0)                          # seconds
+WINDOWS_S = (1.0, 2.0, 4.0, 8.0, 16.0)                         # seconds
 
 def window_frames(w: float, fps: float) -> int:
     "Length in frames of a centred window of `w` seconds at `fps` rows per second: `max(1, round(w·fps))`, made odd (+1)."
@@ -118,7 +118,8 @@ class FrameModelConfig:
     max_leaf_nodes: int = 8                # hgb: leaves per tree
     max_bins: int = 32                     # hgb: bins per feature (few frames need few; fewer bins train faster)
     l2: float = 1.0                        # hgb: L2 regularisation of the leaf values
-    min_samples_leaf: int = 20             # frames per leaf (both)
+    min_samples_leaf: int = 1              # frames per leaf (both; give hgb 20 or so)
+    min_leaf_sequences: float = 0.5        # extratrees: a leaf holds at least this many training sequences' worth of weight
     max_features: float = 0.06             # share of the features tried at each split (both)
     class_weight: str|None = 'balanced'    # 'balanced': every class weighs the same; None: every frame alike
     sequence_weight: bool = True           # every training sequence weighs the same within its class
@@ -138,6 +139,7 @@ class FrameModelConfig:
         if self.max_frames_per_sequence is not None and self.max_frames_per_sequence < 1:
             bad.append("max_frames_per_sequence must be >= 1 or None")
         if not 0 < self.max_features <= 1: bad.append(f"max_features {self.max_features} must lie in (0, 1]")
+        if not self.min_leaf_sequences >= 0: bad.append(f"min_leaf_sequences {self.min_leaf_sequences} must be >= 0")
         if min(self.n_estimators, self.max_iter, self.min_samples_leaf, self.max_leaf_nodes - 1) < 1 or not 2 <= self.max_bins <= 255:
             bad.append("n_estimators, max_iter, min_samples_leaf must be >= 1, max_leaf_nodes >= 2, max_bins 2…255")
         if bad: raise FrameModelError('invalid FrameModelConfig: ' + '; '.join(bad))
@@ -162,7 +164,7 @@ class FrameModel:
         "Names of the classifier's inputs (`window_columns` of `columns`, or f0, f1, … when the names are not known)."
         return window_columns(self.columns or [f'f{i}' for i in range(self.feature_dim)], self.config.windows_s, self.config.stats)
 
-def _make_estimator(cfg: FrameModelConfig):
+def _make_estimator(cfg: FrameModelConfig, n_sequences: int = 1):
     if cfg.model == 'hgb':
         from sklearn.ensemble import HistGradientBoostingClassifier
         kw = {} if cfg.max_features == 1 else {'max_features': cfg.max_features}
@@ -171,6 +173,7 @@ def _make_estimator(cfg: FrameModelConfig):
                                               early_stopping=False, random_state=cfg.seed, **kw)
     from sklearn.ensemble import ExtraTreesClassifier
     return ExtraTreesClassifier(cfg.n_estimators, min_samples_leaf=cfg.min_samples_leaf, max_features=cfg.max_features,
+                                min_weight_fraction_leaf=min(0.5, cfg.min_leaf_sequences / max(n_sequences, 1)),
                                 random_state=cfg.seed, n_jobs=1)
 
 def _seq_name(s, i) -> str:
@@ -218,7 +221,7 @@ def fit_frames(train: SequenceSet, config: FrameModelConfig|None = None, columns
         tot = np.bincount(yf, weights=w, minlength=len(train.classes))
         w = w * (w.sum() / (np.count_nonzero(tot) * tot[yf]))
     w = w * (len(w) / w.sum())                           # mean weight 1: min_samples_leaf keeps its meaning
-    est = _make_estimator(cfg).fit(X, yf, sample_weight=w)
+    est = _make_estimator(cfg, len(train)).fit(X, yf, sample_weight=w)
     hist = dict(n_sequences=len(train), n_frames=int(len(X)), n_features=int(X.shape[1]), fit_s=round(time.perf_counter() - t0, 3))
     return FrameModel(est, cfg, list(train.classes), train.backbone, float(train.fps), int(D),
                       None if columns is None else [str(c) for c in columns], scheme, hist)
