@@ -183,6 +183,7 @@ def _seq_name(s, i) -> str:
 def _features(x, fps, cfg: FrameModelConfig, what: str):
     "(window features of the frames that count, their rows in `x`): repeated frames left out first with repeats='drop'."
     x = np.asarray(x)
+    if x.ndim == 2: _finite_rows(x, what)                # rows named as in `x`, before any is left out
     keep = np.flatnonzero(~repeated_frames(x)) if cfg.repeats == 'drop' else np.arange(len(x))
     return window_features(x[keep], fps, cfg.windows_s, cfg.stats, what=what), keep
 

@@ -137,6 +137,8 @@ def test_repeated_frames_add_nothing(clips):
         gap = np.concatenate([x[:2], np.repeat(x[1:2], 5, 0), x[2:]])
         for y in (frozen, twice, gap):
             np.testing.assert_allclose(predict_proba(fm, [y])[0], p, rtol=1e-6)
+        bad = frozen.copy(); bad[len(x) + 5] = np.nan                   # rows named as given, repeats or not
+        with pytest.raises(FrameModelError, match=f'first: {len(x) + 5}$'): predict_frames_proba(fm, bad)
         pf = predict_frames_proba(fm, frozen)
         np.testing.assert_allclose(pf[len(x):], np.repeat(pf[len(x) - 1:len(x)], 40, 0))   # a repeat: the frame it repeats
     assert repeated_frames(np.array([[1, 2], [1, 2], [1, 3], [1, 3]])).tolist() == [False, True, False, True]
@@ -190,6 +192,7 @@ def test_model_file_refusals(clips, tmp_path):
     assert not is_frame_model(tmp_path/'lstm.pt')
     fm = fit_frames(clips, FAST)
     good = save_frame_model(fm, tmp_path/'good.skops')
+    assert load_frame_model(good).columns is None and load_frame_model(good).scheme is None   # names not known: kept as None
     cut = tmp_path/'cut.skops'; cut.write_bytes(good.read_bytes()[:len(good.read_bytes()) // 2])   # a truncated copy
     with pytest.raises(FrameModelError, match='not a mousebehav frame model'): load_frame_model(cut)
     sio.dump({'format': 'something-else', 'estimator': fm.estimator}, tmp_path/'other.skops')      # a skops file, no header
