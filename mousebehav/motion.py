@@ -539,26 +539,22 @@ def _join_heads(rows: np.ndarray, states: np.ndarray, starts) -> tuple[np.ndarra
     return rows, states
 
 def _finish(job: dict, parts, attrs: dict|None = None) -> Path:
-    """Descriptors of the tracker rows in the unfinished stores `parts` (in frame order; chunks joined by `_join_heads`)
-    → the finished store; `parts` removed."""
+    """Descriptors of the tracker rows of `parts` — (unfinished store, first row, end row) each, in frame order; chunks
+    joined by `_join_heads` — → the finished store (`attrs` added); the unfinished stores removed."""
     from mousebehav.posture import _parts_raw
     raw, bbox, det = _parts_raw(parts)
     if len(raw) != job['frames']:
-        raise MotionError(f"{job['video']}: {len(raw)} of its {job['frames']} frames were measured ({', '.join(map(str, parts))})")
+        raise MotionError(f"{job['video']}: {len(raw)} of its {job['frames']} frames were measured ({', '.join(str(p) for p, _, _ in parts)})")
     k = len(MOTION_COLUMNS)
     rows, states = raw[:, :k], raw[:, k:]
-    if len(parts) > 1:
-        sizes = []
-        for p in parts:
-            with h5py.File(p, 'r') as f: sizes.append(int(f.attrs['n_done']))
-        _join_heads(rows, states, np.cumsum(sizes)[:-1])
+    if len(parts) > 1: _join_heads(rows, states, np.cumsum([b - a for _, a, b in parts])[:-1])
     rows, heads = settle_heads(rows, states)
     d = motion_descriptors(rows, states[:, 0], job['fps'], job['bands'], job['window_s'])
     feats, any_det = block_means(d, det, job['stride'])
     at = np.arange(0, len(raw), job['stride'])
     out = _write_store(Path(job['out']), dict(job['settings'], **(attrs or {})), feats, at.astype(np.int64), bbox[at], any_det,
                        np.nan_to_num(heads[at]))   # head: (0, 0) without a mouse
-    for p in parts: Path(p).unlink(missing_ok=True)
+    for p, _, _ in parts: Path(p).unlink(missing_ok=True)
     return out
 
 def extract_motion(video, out, crop=None, stride: int = 1, segmentation='imbs', params: dict|None = None,
@@ -586,7 +582,7 @@ def extract_motion(video, out, crop=None, stride: int = 1, segmentation='imbs', 
     try: n = _measure(job, tmp, 0, job['frames'], 0, max_frames, bar.update if bar else None)
     finally:
         if bar: bar.close()
-    return _finish(job, [tmp]) if n >= job['frames'] else tmp
+    return _finish(job, [(tmp, 0, n)]) if n >= job['frames'] else tmp
 
 # %% ../nbs/04b_motion.ipynb #13243de9
 def _names(F) -> list[str]:

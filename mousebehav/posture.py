@@ -294,24 +294,24 @@ def _measure(job: dict, tmp, start: int, stop: int, lead: int = 0, max_frames: i
     finally: f.close()
 
 def _parts_raw(parts, names=('raw', 'bbox', 'found')) -> list:
-    "The datasets `names` of the unfinished stores `parts`, each joined in order."
+    "The datasets `names` of the unfinished stores of `parts` ((path, first row, end row) each), joined in order."
     got = {k: [] for k in names}
-    for p in parts:
+    for p, a, b in parts:
         with h5py.File(p, 'r') as f:
-            n = int(f.attrs['n_done'])
-            for k in names: got[k].append(f[k][:n])
+            for k in names: got[k].append(f[k][a:b])
     return [np.concatenate(got[k]) for k in names]
 
 def _finish(job: dict, parts, attrs: dict|None = None) -> Path:
-    "Descriptors of the measurements in the unfinished stores `parts` (in frame order) → the finished store; `parts` removed."
+    """Descriptors of the measurements of `parts` — (unfinished store, first row, end row) each, in frame order — →
+    the finished store (`attrs` added); the unfinished stores removed."""
     raw, bbox, det = _parts_raw(parts)
     if len(raw) != job['frames']:
-        raise PostureError(f"{job['video']}: {len(raw)} of its {job['frames']} frames were measured ({', '.join(map(str, parts))})")
+        raise PostureError(f"{job['video']}: {len(raw)} of its {job['frames']} frames were measured ({', '.join(str(p) for p, _, _ in parts)})")
     s = dict(job['settings'], **(attrs or {})); stride = job['stride']
     d = every_nth(posture_descriptors(raw, job['fps'], (s['width'], s['height'])), stride)
     rows_at = np.arange(0, len(raw), stride)
     out = _write_store(Path(job['out']), s, d, rows_at.astype(np.int64), bbox[rows_at], det[rows_at])
-    for p in parts: Path(p).unlink(missing_ok=True)
+    for p, _, _ in parts: Path(p).unlink(missing_ok=True)
     return out
 
 def extract_posture(video, out, crop=None, stride: int = 1, segmentation='imbs', params: dict|None = None,
@@ -333,7 +333,7 @@ def extract_posture(video, out, crop=None, stride: int = 1, segmentation='imbs',
     try: n = _measure(job, tmp, 0, job['frames'], 0, max_frames, bar.update if bar else None)
     finally:
         if bar: bar.close()
-    return _finish(job, [tmp]) if n >= job['frames'] else tmp
+    return _finish(job, [(tmp, 0, n)]) if n >= job['frames'] else tmp
 
 # %% ../nbs/04a_posture.ipynb #b2d8f001
 _QUEUE = _STOP = None

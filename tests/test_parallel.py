@@ -9,7 +9,7 @@ import pytest
 
 from mousebehav.cli import main
 from mousebehav.data import fetch_file
-from mousebehav.features import (CHUNK_S, MIN_CHUNK_S, SETTLE_S, FeatureError, chunk_differences, extract, extract_many,
+from mousebehav.features import (CHUNK_S, MIN_CHUNK_S, OVERLAP_S, FeatureError, chunk_differences, extract, extract_many,
                                  features_path, load_features, plan_chunks, priming_windows)
 from mousebehav.video import iter_frames, probe, write_video
 
@@ -61,22 +61,18 @@ def test_plan_chunks():
 
 
 @pytest.mark.parametrize('backbone', ['posture', 'motion'])
-def test_chunked_equals_unchunked_outside_the_priming_windows(runs, backbone):
+def test_chunked_equals_unchunked(runs, backbone):
     S, C = load_features(runs[backbone, 'serial']), load_features(runs[backbone, 'chunked'])
     assert C.frame_index.tolist() == S.frame_index.tolist() == list(range(N_OF))
     assert json.loads(C.attrs['chunks']) == [[0, 780], [780, 1560], [1560, 2330]] and 'chunks' not in S.attrs
-    win = priming_windows(C.attrs)
-    pre = int(np.ceil(C.fps / 2)) if backbone == 'motion' else 0             # half the 1 s spectrum window
-    settle = int(np.ceil(SETTLE_S * C.fps))                                   # 10 s: 301 frames at 30.0003 fps
-    assert win == [(780 - pre, 780 + settle), (1560 - pre, 1560 + settle)]
+    over = int(C.attrs['chunk_overlap'])
+    assert over == 320 and over >= OVERLAP_S * C.fps                         # 10 s in whole IMBS cycles (20 frames)
+    assert priming_windows(C.attrs) == [(780, 780 + over), (1560, 1560 + over)]
     d = chunk_differences(S, C)
-    assert d['identical_outside'], d                                        # the stated bound
-    inside = np.zeros(N_OF, bool)
-    for a, b in win: inside[a:b] = True
-    np.testing.assert_array_equal(C.bbox[~inside], S.bbox[~inside])
-    np.testing.assert_array_equal(C.features[~inside], S.features[~inside])
-    np.testing.assert_array_equal(C.features[:780], S.features[:780])      # the first chunk is primed as the whole video
-    assert d['rows'] <= 0.05 * N_OF, d                                      # measured here: no row differs at all
+    assert [s for s, _ in d['seams']] == [780, 1560] and all(t is not None and t < s + over for s, t in d['seams']), d['seams']
+    assert d['rows'] == 0 and d['identical_outside'], d                      # every seam settled: the unchunked store
+    np.testing.assert_array_equal(C.features, S.features)
+    np.testing.assert_array_equal(C.bbox, S.bbox)
     assert not list(runs[backbone, 'chunked'].parent.glob('*partial*')) and not list(runs[backbone, 'chunked'].parent.glob('*writing*'))
 
 
@@ -105,11 +101,11 @@ def test_killed_run_resumes_chunk_by_chunk(openfield, runs, tmp_path):
                 try:                                                        # (the worker holds it open for writing)
                     with h5py.File(p, 'r', locking=False) as f: written[p.name] = int(f.attrs['n_done'])
                 except (OSError, KeyError): pass
-            if any(512 <= n < 780 for n in written.values()): break        # a checkpoint inside a chunk
+            if any(512 <= n < 770 for n in written.values()): break        # a checkpoint inside a chunk
             time.sleep(0.2)
     finally:
         os.killpg(pr.pid, signal.SIGKILL); pr.wait()
-    assert pr.returncode == -signal.SIGKILL and any(0 < n < 780 for n in written.values()), written
+    assert pr.returncode == -signal.SIGKILL and any(0 < n < 770 for n in written.values()), written
     assert not features_path(out, openfield).exists()
     with pytest.raises(FeatureError, match=r'chunk store\(s\)'): load_features(features_path(out, openfield))
     time.sleep(1)                                                           # the killed workers are gone
