@@ -47,7 +47,9 @@ class LSTMConfig:
     val_fraction: float = 0.2      # share of all data used for validation (model selection)
     test_fraction: float = 0.2     # share of all data held out for testing (`split_sequences`, `mousebehav train`)
     select_on: str = 'accuracy'    # pick the epoch with the best validation 'accuracy' (ties: lower loss) or 'loss'
-    seed: int = 0                  # seeds initial weights, shuffling and splits
+    input_noise: float = 0.0       # training only: Gaussian noise added to every input, in units of the feature's std
+    crop_s: float|None = None      # training only: each epoch, each sequence cut to a random window of this many seconds
+    seed: int = 0                  # seeds initial weights, shuffling, noise, windows and splits
     device: str = 'cpu'            # 'cpu' or 'cuda'
 
     def __post_init__(self):
@@ -58,6 +60,8 @@ class LSTMConfig:
         if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1 and self.val_fraction + self.test_fraction < 1):
             bad.append(f"val_fraction {self.val_fraction} + test_fraction {self.test_fraction} must lie in [0, 1)")
         if min(self.hidden, self.embed, self.layers, self.epochs, self.batch_size) < 1: bad.append("sizes and epochs must be >= 1")
+        if not (self.input_noise >= 0): bad.append(f"input_noise {self.input_noise} must be >= 0")
+        if self.crop_s is not None and not (self.crop_s > 0): bad.append(f"crop_s {self.crop_s} must be > 0 seconds or None")
         if bad: raise ValueError('invalid LSTMConfig: ' + '; '.join(bad))
 
 POOLINGS = ('last', 'mean', 'max', 'attention')
@@ -67,6 +71,11 @@ PRESETS: dict[str, LSTMConfig] = {
     'paper': LSTMConfig(),
     'improved': LSTMConfig(normalize=True, class_weights=True, bidirectional=True, pooling='mean',
                            optimizer='adam', lr=1e-3, weight_decay=1e-4, dropout=0.5, hidden=128, embed=128, epochs=60),
+    # few labelled bouts, low-dimensional inputs (posture, motion): a small model that sees a new random few-second
+    # window of every bout and noisy inputs each epoch, and no validation split (a few bouts cannot pick an epoch)
+    'few': LSTMConfig(normalize=True, class_weights=True, bidirectional=True, pooling='mean', optimizer='adam', lr=3e-3,
+                      weight_decay=1e-3, dropout=0.3, hidden=32, embed=32, epochs=60, batch_size=8, input_noise=0.3,
+                      crop_s=4.0, val_fraction=0.0),
 }
 
 def get_config(config: LSTMConfig|str = 'paper', **overrides) -> LSTMConfig:
@@ -258,10 +267,21 @@ def _diverged(what: str, ep: int, cfg: LSTMConfig):
                          f"Features on very different scales (try normalize=True) or a large learning rate (lr={cfg.lr:g}) "
                          f"make training diverge")
 
+def _augment(x: torch.Tensor, crop: int|None, noise: float, std: torch.Tensor, rng) -> torch.Tensor:
+    "A training view of sequence `x` (T, D): a random window of `crop` rows (all of it when shorter), plus Gaussian noise of `noise` × `std`."
+    if crop is not None and len(x) > crop:
+        s = int(rng.integers(0, len(x) - crop + 1)); x = x[s:s + crop]
+    if noise > 0: x = x + noise * std * torch.randn_like(x)
+    return x
+
 def fit(train: SequenceSet, config: LSTMConfig|str = 'paper', val: SequenceSet|None = None,
         progress: bool = False, **overrides) -> TrainedModel:
     """Train a `BehaviorLSTM` on `train` with `config` (a preset name or `LSTMConfig`; `overrides` change fields);
-    the epoch with the best validation score is kept. Without `val`, a stratified share of `train` is used.
+    the epoch with the best validation score is kept. Without `val`, a stratified share of `train` is used
+    (`val_fraction`; 0: no validation, the last epoch is kept). With `crop_s`, every epoch sees each training sequence
+    as a new random window of `crop_s` seconds (`train.fps` rows; a shorter sequence whole), and with `input_noise`
+    its inputs plus Gaussian noise of that many standard deviations (the training features' per-dimension std with
+    `normalize`, else 1) — augmentations for few labelled bouts; prediction always reads whole sequences.
     Features that are not finite numbers, and a loss or weights that stop being finite (a diverging run), raise
     `NonFiniteError`: no model comes out of them."""
     cfg = get_config(config, **overrides)
@@ -293,11 +313,12 @@ def fit(train: SequenceSet, config: LSTMConfig|str = 'paper', val: SequenceSet|N
     hist = {k: [] for k in ('train_loss', 'train_acc', 'val_loss', 'val_acc', 'seconds', 'cpu_seconds')}
     best, best_key, best_epoch = None, None, -1
     lengths = train.lengths
+    crop = None if cfg.crop_s is None else max(1, int(round(cfg.crop_s * train.fps)))
     bar = tqdm(range(cfg.epochs), desc='training', disable=not progress, leave=False)
     for ep in bar:
         t0, c0 = time.perf_counter(), time.process_time(); model.train(); tl, tc = 0.0, 0
         for j, b in enumerate(_batches(lengths, cfg.batch_size, rng)):
-            logits = model([xs[i] for i in b])
+            logits = model([_augment(xs[i], crop, cfg.input_noise, model.std, rng) for i in b])
             yb = y[torch.from_numpy(b).to(dev)]
             loss = F.cross_entropy(logits, yb, weight=weight)
             lv = float(loss.detach())
