@@ -35,6 +35,8 @@ if pkg_data:
 # The tables in data/ (sample-data registry, label tables, behaviour map) ship inside the wheel as mousebehav/tables/
 package_data['mousebehav.tables'] = ['*.csv']
 package_data['mousebehav.tables.labels'] = ['*.csv']
+# the model that ships (data/models: a frame model file and its model card)
+package_data['mousebehav.tables.models'] = ['*.skops', '*.card.json']
 # Add package data to setup_cfg for setuptools.setup(..., **setup_cfg)
 setup_cfg['package_data'] = package_data
 
@@ -47,8 +49,8 @@ setuptools.setup(
         'Natural Language :: ' + cfg['language'].title(),
     ] + ['Programming Language :: Python :: '+o for o in py_versions[py_versions.index(min_python):]] + (['License :: ' + lic[1] ] if lic[1] else []),
     url = cfg['git_url'],
-    packages = setuptools.find_packages(include=['mousebehav', 'mousebehav.*']) + ['mousebehav.tables', 'mousebehav.tables.labels'],
-    package_dir = {'mousebehav.tables': 'data', 'mousebehav.tables.labels': 'data/labels'},
+    packages = setuptools.find_packages(include=['mousebehav', 'mousebehav.*']) + ['mousebehav.tables', 'mousebehav.tables.labels', 'mousebehav.tables.models'],
+    package_dir = {'mousebehav.tables': 'data', 'mousebehav.tables.labels': 'data/labels', 'mousebehav.tables.models': 'data/models'},
     include_package_data = True,
     install_requires = requirements,
     extras_require={ 'dev': dev_requirements },

@@ -9,13 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['DATASETS', 'DEFAULT_STRIDE', 'MODEL_KINDS', 'DEFAULT_MODEL', 'DEFAULT_BACKBONE', 'USER_ERRORS', 'EvaluationError',
-           'check_probabilities', 'metrics', 'plot_confusion', 'cross_validate', 'pool_mean_std', 'LogRegModel',
-           'baseline_logreg', 'baseline_trees', 'lstm_fns', 'bouts', 'stabilise', 'ethogram_table', 'write_json',
-           'bouts_path', 'write_ethogram', 'class_colours', 'plot_ethogram', 'crop_of', 'default_features_dir',
-           'limit_rows', 'stride_dir', 'dataset_features', 'majority_rate', 'classify_benchmark', 'torch_threads',
-           'results_table', 'load_any_model', 'is_frame_model', 'check_model_features', 'model_proba', 'predict_video',
-           'evaluate_model', 'skipped_lines', 'add_bench', 'add_cli']
+__all__ = ['DATASETS', 'DEFAULT_STRIDE', 'MODEL_KINDS', 'DEFAULT_MODEL', 'DEFAULT_BACKBONE', 'DEFAULT_LSTM', 'USER_ERRORS',
+           'EvaluationError', 'check_probabilities', 'metrics', 'plot_confusion', 'cross_validate', 'pool_mean_std',
+           'LogRegModel', 'baseline_logreg', 'baseline_trees', 'lstm_fns', 'bouts', 'stabilise', 'ethogram_table',
+           'write_json', 'bouts_path', 'write_ethogram', 'class_colours', 'plot_ethogram', 'crop_of',
+           'default_features_dir', 'limit_rows', 'stride_dir', 'dataset_features', 'majority_rate',
+           'classify_benchmark', 'torch_threads', 'results_table', 'load_any_model', 'is_frame_model',
+           'check_model_features', 'model_proba', 'predict_video', 'evaluate_model', 'skipped_lines', 'add_bench',
+           'add_cli']
 
 # %% ../nbs/07_evaluate.ipynb #990ea18e
 import numpy as np
@@ -466,6 +467,8 @@ MODEL_KINDS = ('frames', 'lstm')
 # the product's defaults, chosen by design and by cross-validation inside the training folds (notebook 06a), never by
 # the test figures of a run: the frame model on posture descriptors
 DEFAULT_MODEL, DEFAULT_BACKBONE = 'frames', 'posture'
+# the LSTM run next to it (and the headline with model='lstm'): the preset for few labelled bouts (`mousebehav.lstm.PRESETS`)
+DEFAULT_LSTM = 'few'
 
 def _mean_sd(v) -> tuple[float, float]:
     "Mean and sample standard deviation (0 for one value)."
@@ -489,7 +492,7 @@ def majority_rate(y) -> tuple[float, int]:
     return float(n.max() / n.sum()), int(n.argmax())
 
 def classify_benchmark(dataset: str = 'bsoid-panels', classes: str = 'seed', out=None,
-                       backbone: str = DEFAULT_BACKBONE, preset: str|None = 'improved', epochs: int|None = None,
+                       backbone: str = DEFAULT_BACKBONE, preset: str|None = DEFAULT_LSTM, epochs: int|None = None,
                        limit: int|None = None, features_dir=None, save_model=None, window: int|None = None,
                        stride: int|None = None, threads: int|None = 1, progress: bool = True,
                        extract_kw: dict|None = None, model: str = DEFAULT_MODEL, seeds: int = 5,
@@ -544,7 +547,7 @@ def classify_benchmark(dataset: str = 'bsoid-panels', classes: str = 'seed', out
 def _model_name(r: dict) -> str:
     "How tables name a benchmark row: 'frames', \"lstm 'improved'\", 'logreg', 'trees'."
     kind, m = r.get('model_kind'), r.get('model', '')
-    return f"lstm '{m}'" if kind == 'lstm' or (kind is None and m in ('paper', 'improved')) else ('frames' if kind == 'frames' else str(m))
+    return f"lstm '{m}'" if kind == 'lstm' or (kind is None and m in ('paper', 'improved', 'few')) else ('frames' if kind == 'frames' else str(m))
 
 def _classify_runs(seqs, dataset, classes, backbone, model, preset, main_cfg, paper_cfg, limit, stride, save_model,
                    progress, seeds, lstm_seeds) -> dict:
@@ -789,8 +792,19 @@ def _cmd_evaluate(args) -> int:
         print(f"wrote {out/'metrics.json'} and {out/'confusion.png'}")
     return 0
 
+def _predict_inputs(inputs) -> tuple[str|None, str]:
+    "`predict`'s positional arguments → (model path or None for the shipped model, video)."
+    if len(inputs) == 1: return None, inputs[0]
+    if len(inputs) == 2: return inputs[0], inputs[1]
+    raise EvaluationError(f"predict takes [MODEL] VIDEO, got {len(inputs)} paths: {' '.join(inputs)}")
+
 def _cmd_predict(args) -> int:
-    tab = predict_video(args.model, args.video, crop=args.crop, features_dir=args.features_dir,
+    from mousebehav import frame_model as FM
+    model, args.video = _predict_inputs(args.inputs)
+    if model is None:
+        model = FM.default_model_path(); print(f"model: the one that ships with mousebehav ({model.name}, coarse classes)")
+        FM.load_default_model()          # a clear error when the package lacks it
+    tab = predict_video(model, args.video, crop=args.crop, features_dir=args.features_dir,
                         threshold=args.threshold, min_frames=args.min_frames, causal=not args.offline)
     p, pb = write_ethogram(tab, args.out)
     b = pd.read_csv(pb)
@@ -812,8 +826,9 @@ def add_bench(sub):
     p.add_argument('--model', choices=MODEL_KINDS, default=DEFAULT_MODEL, help=f'headline model kind (default: {DEFAULT_MODEL})')
     p.add_argument('--seeds', type=int, default=5, help='seeds of the frame model and extra trees (default 5)')
     p.add_argument('--lstm-seeds', type=int, default=1, help='seeds of each LSTM (default 1: they are slow)')
-    p.add_argument('--preset', default='improved', help="LSTM preset run next to the frame model, or the headline with "
-                   "--model lstm (default: improved; 'paper' is always run as a baseline)")
+    p.add_argument('--preset', default=DEFAULT_LSTM, help="LSTM preset run next to the frame model, or the headline with "
+                   f"--model lstm (default: {DEFAULT_LSTM}, the LSTM for few labelled bouts; 'improved' is slower; 'paper' is always "
+                   "run as a baseline)")
     p.add_argument('--epochs', type=int, default=None, help='override the epochs of both LSTM presets (reduced runs)')
     p.add_argument('--limit', type=int, default=None, help='reduced run: one sequence per (class, fold) for the N // folds '
                    'most frequent classes')
@@ -835,8 +850,11 @@ def add_cli(sub):
     p.add_argument('--out', default=None, metavar='DIR', help='write metrics.json and confusion.png here')
     p.add_argument('--window', type=int, default=None, help='cut sequences into windows of N frames')
     p.set_defaults(func=_cmd_evaluate)
-    p = sub.add_parser('predict', help='label every frame of a video with a saved model, frame model or LSTM (ethogram + bouts CSV)')
-    p.add_argument('model', metavar='MODEL'); p.add_argument('video', metavar='VIDEO')
+    p = sub.add_parser('predict', help='label every frame of a video with a saved model, frame model or LSTM (ethogram + bouts CSV)',
+                       description='Label every frame of VIDEO with MODEL (a frame model or LSTM file); without MODEL, the model '
+                       'that ships with mousebehav (frame model, posture descriptors, coarse classes: groom, other, rear, rest, '
+                       'scratch, walk).')
+    p.add_argument('inputs', nargs='+', metavar='[MODEL] VIDEO', help='a model file (optional) and the video')
     p.add_argument('--out', required=True, metavar='ETHOGRAM.csv', help='per-frame CSV; bouts go to <stem>_bouts.csv')
     p.add_argument('--crop', default=None, metavar='x0,y0,x1,y1', help='analyse only this box of the frame')
     p.add_argument('--features-dir', default=None, help='feature cache folder (default: the user cache)')

@@ -9,10 +9,12 @@ from dataclasses import dataclass, field, asdict, fields, replace
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['USER_ERRORS', 'STATS', 'DEFAULT_STATS', 'WINDOWS_S', 'MODELS', 'FORMAT', 'TRUSTED_TYPES', 'FrameModelError',
-           'window_frames', 'window_columns', 'window_features', 'repeated_frames', 'FrameModelConfig', 'FrameModel',
-           'frame_rows', 'fit_frames', 'check_features', 'predict_frames_proba', 'sequence_proba', 'predict_proba',
-           'predict', 'frame_model_fns', 'save_frame_model', 'is_frame_model', 'load_frame_model', 'cv_seeds']
+__all__ = ['USER_ERRORS', 'STATS', 'DEFAULT_STATS', 'WINDOWS_S', 'MODELS', 'FORMAT', 'TRUSTED_TYPES', 'DEFAULT_MODEL_NAME',
+           'DEFAULT_DATASETS', 'FrameModelError', 'window_frames', 'window_columns', 'window_features',
+           'repeated_frames', 'FrameModelConfig', 'FrameModel', 'frame_rows', 'fit_frames', 'check_features',
+           'predict_frames_proba', 'sequence_proba', 'predict_proba', 'predict', 'frame_model_fns', 'save_frame_model',
+           'is_frame_model', 'load_frame_model', 'cv_seeds', 'default_model_path', 'card_path', 'load_default_model',
+           'train_default_model']
 
 # %% ../nbs/06a_frame_model.ipynb #fm0004
 import numpy as np
@@ -298,10 +300,10 @@ TRUSTED_TYPES = ('sklearn.tree._tree.Tree', 'sklearn.ensemble._hist_gradient_boo
 
 def save_frame_model(fm: FrameModel, path) -> Path:
     """Write `fm` to `path` with skops (`skops.io`: loading it never runs code from the file) under a temporary name,
-    then rename: the header (`format='mousebehav-frame-model'`, `kind='frames'`, backbone, feature_dim, columns,
+    then rename (deflate-compressed: trees shrink about fivefold): the header (`format='mousebehav-frame-model'`, `kind='frames'`, backbone, feature_dim, columns,
     classes, fps, scheme, config, history) and the fitted scikit-learn classifier. An unfitted classifier raises
     `FrameModelError` and nothing is written."""
-    import skops.io as sio
+    import skops.io as sio, zipfile
     path = Path(path)
     if not hasattr(fm.estimator, 'classes_'): raise FrameModelError(f"{path}: not written: the classifier is not fitted")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -310,7 +312,7 @@ def save_frame_model(fm: FrameModel, path) -> Path:
                 fps=float(fm.fps), scheme=fm.scheme, config=json.dumps(asdict(fm.config)), history=json.dumps(fm.history),
                 estimator=fm.estimator)
     tmp = path.with_name(f'.{path.name}.partial')
-    try: sio.dump(blob, tmp); os.replace(tmp, path)
+    try: sio.dump(blob, tmp, compression=zipfile.ZIP_DEFLATED, compresslevel=9); os.replace(tmp, path)
     except BaseException: tmp.unlink(missing_ok=True); raise
     return path
 
@@ -363,3 +365,66 @@ def cv_seeds(seqs: SequenceSet, make_fns, seeds=range(5)) -> dict:
                 per_seed=[dict(seed=int(sd), accuracy=float(a), macro_f1=float(f)) for sd, a, f in zip(seeds, acc, f1)],
                 confusion=np.sum([r['confusion'] for r in runs], 0).tolist(), classes=list(seqs.classes),
                 n_sequences=int(runs[0]['n_sequences']))
+
+# %% ../nbs/06a_frame_model.ipynb #fm0051
+DEFAULT_MODEL_NAME = 'frames-posture-coarse.skops'
+DEFAULT_DATASETS = ('bsoid-panels', 'bsoid-clips')
+
+def default_model_path() -> Path:
+    "Where the model that ships with mousebehav is kept (its model card: the same name with `.card.json`)."
+    from mousebehav.data import tables_dir
+    return tables_dir()/'models'/DEFAULT_MODEL_NAME
+
+def card_path(model_path) -> Path:
+    "The model card beside a model file: `<stem>.card.json`."
+    p = Path(model_path); return p.with_name(p.stem + '.card.json')
+
+def load_default_model() -> FrameModel:
+    "The model that ships with mousebehav (`default_model_path`), or `FrameModelError` when the package lacks it."
+    p = default_model_path()
+    if not p.exists(): raise FrameModelError(f"the model that ships with mousebehav is missing ({p}): reinstall mousebehav, "
+                                             f"or give a model file (mousebehav train)")
+    return load_frame_model(p)
+
+def train_default_model(out=None, features_dir=None, seeds=range(5), progress: bool = False) -> tuple[Path, dict]:
+    """Fit the shipped model — `FrameModelConfig()` on posture descriptors at 5 rows/s (`evaluate.DEFAULT_STRIDE`), coarse
+    classes, every labelled bout of `DEFAULT_DATASETS` — and write it to `out` (default `default_model_path()`) with its
+    model card (`card_path`): data (datasets, licences, bouts per class), classes, inputs, frame rate, and per dataset
+    the cross-validated accuracy and macro-F1 of the same recipe (`cv_seeds` over `seeds`, label-table folds) with the
+    majority-class rate. Features are extracted into `features_dir` (default: the user cache). → (model path, card)."""
+    from mousebehav import evaluate as E, sequences as S
+    from mousebehav.data import labels_table, datasets
+    out = Path(out) if out is not None else default_model_path()
+    sets, card_cv = [], {}
+    for ds in DEFAULT_DATASETS:
+        cmap = S.class_map('coarse')
+        lab = labels_table(ds); lab = lab[lab.behavior.isin(list(cmap))].reset_index(drop=True)
+        st = E.dataset_features(ds, lab, features_dir or E.default_features_dir('posture'), 'posture',
+                                stride=E.DEFAULT_STRIDE[ds], progress=progress)
+        ss = S.build_sequences(lab, st, scheme='coarse'); sets.append(ss)
+        r = cv_seeds(ss, lambda sd: frame_model_fns(FrameModelConfig(seed=sd)), seeds)
+        card_cv[ds] = dict(n_sequences=r['n_sequences'], classes=r['classes'], accuracy=round(r['accuracy'], 4),
+                           accuracy_sd=round(r['accuracy_sd'], 4), macro_f1=round(r['macro_f1'], 4),
+                           macro_f1_sd=round(r['macro_f1_sd'], 4), seeds=len(list(seeds)),
+                           majority_rate=round(E.majority_rate(ss.y)[0], 4), confusion=r['confusion'])
+    fps = {round(s.fps, 6) for s in sets}
+    if len(fps) != 1: raise FrameModelError(f"the sample datasets' sequences come at different rates {sorted(fps)}")
+    classes = sorted(set().union(*[s.classes for s in sets]))
+    seqs = [sq for s in sets for sq in s.sequences]
+    both = SequenceSet(seqs, classes, sets[0].fps, 'posture')
+    from mousebehav.posture import POSTURE_COLUMNS
+    fm = fit_frames(both, FrameModelConfig(), columns=list(POSTURE_COLUMNS), scheme='coarse')
+    save_frame_model(fm, out)
+    lic = {ds: datasets()[ds][0].licence for ds in DEFAULT_DATASETS}
+    per_class = {c: int(sum(s.label == c for s in seqs)) for c in classes}
+    card = dict(model=out.name, kind='frames', backbone='posture', columns=list(POSTURE_COLUMNS), fps=float(both.fps),
+                scheme='coarse', classes=classes, config=asdict(fm.config), training_bouts=per_class,
+                training_frames=fm.history.get('n_frames'), data=list(DEFAULT_DATASETS), data_licences=lic,
+                data_note=("B-SOiD example videos (Hsu & Yttri 2021), one lab, one open-field arena, filmed from below. "
+                           "The labels are the authors' names for clusters found without supervision, one per clip or panel, "
+                           "not frame-by-frame human annotation. The panels play at 0.25x (15 fps files of 60 fps video): "
+                           "the model's seconds are the files' seconds."),
+                cross_validated=card_cv, mousebehav_version=__import__('mousebehav').__version__)
+    tmp = card_path(out).with_name('.' + card_path(out).name + '.partial')
+    tmp.write_text(json.dumps(card, indent=1)); os.replace(tmp, card_path(out))
+    return out, card
