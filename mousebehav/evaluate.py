@@ -501,8 +501,8 @@ def classify_benchmark(dataset: str = 'bsoid-panels', classes: str = 'seed', out
     model on the same folds: the headline `model` ('frames': `mousebehav.frame_model` with its default settings, the
     product's default; 'lstm': the LSTM preset `preset`), and as `baselines` the paper LSTM (`paper`), mean+std logistic
     regression (`logreg`) and extra trees (`trees`), plus the other kind (the LSTM `preset` next to a frame model — none
-    with `preset=None` — or `frames` next to an LSTM). Seeded models run `seeds` seeds (0, 1, …), the LSTMs
-    `lstm_seeds` (they are slow); logistic regression has no seed and runs once. Headline and baseline figures are
+    with `preset=None` — or `frames` next to an LSTM). Seeded models run `seeds` seeds (0, 1, …) — the LSTM `preset`
+    too — and the paper LSTM `lstm_seeds` (it is slow: minutes per seed); logistic regression has no seed and runs once. Headline and baseline figures are
     the first seed's; `seeds` holds every seed's and their mean and sample sd, `seeds_run` how many ran.
     `majority_rate` is the share of the most frequent class (the accuracy of always answering it). `backbone` may
     name combined inputs ('posture+motion'). Writes `out/metrics.json` and `out/confusion.png` when `out` is given;
@@ -564,7 +564,7 @@ def _classify_runs(seqs, dataset, classes, backbone, model, preset, main_cfg, pa
         'trees': ('pooled', lambda sd: baseline_trees(seed=sd), range(seeds),
                   'mean+std pooling, ExtraTreesClassifier(500 trees)', None)}
     if preset and preset != 'paper':
-        runs[preset] = ('lstm', lambda sd: lstm_fns(replace(main_cfg, seed=sd)), range(lstm_seeds), preset, _config_dict(main_cfg))
+        runs[preset] = ('lstm', lambda sd: lstm_fns(replace(main_cfg, seed=sd)), range(seeds), preset, _config_dict(main_cfg))
     head = 'frames' if model == 'frames' else preset
     order = [head] + [k for k in ('logreg', 'paper', 'trees', 'frames', preset) if k and k != head and k in runs]
     done, timings = {}, {}
@@ -824,8 +824,9 @@ def add_bench(sub):
     p.add_argument('--backbone', default=DEFAULT_BACKBONE, help=f'per-frame inputs (default: {DEFAULT_BACKBONE}): a CNN '
                    "(efficientnet_lite0, vgg16_fc7), posture, or combined inputs such as posture+motion")
     p.add_argument('--model', choices=MODEL_KINDS, default=DEFAULT_MODEL, help=f'headline model kind (default: {DEFAULT_MODEL})')
-    p.add_argument('--seeds', type=int, default=5, help='seeds of the frame model and extra trees (default 5)')
-    p.add_argument('--lstm-seeds', type=int, default=1, help='seeds of each LSTM (default 1: they are slow)')
+    p.add_argument('--seeds', type=int, default=5, help='seeds of the frame model, extra trees and the --preset LSTM (default 5)')
+    p.add_argument('--lstm-seeds', type=int, default=1, help='seeds of the paper LSTM (default 1: minutes per seed); the '
+                   '--preset LSTM runs --seeds seeds')
     p.add_argument('--preset', default=DEFAULT_LSTM, help="LSTM preset run next to the frame model, or the headline with "
                    f"--model lstm (default: {DEFAULT_LSTM}, the LSTM for few labelled bouts; 'improved' is slower; 'paper' is always "
                    "run as a baseline)")
