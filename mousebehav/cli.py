@@ -54,7 +54,7 @@ def _add_builtin(sub):
 class UserError(RuntimeError):
     "An error caused by the command's input: printed as one line, exit code 2."
 
-STAGES = ['segment', 'features', 'posture', 'motion', 'sequences', 'lstm', 'evaluate', 'sync', 'multiview', 'demo']
+STAGES = ['segment', 'features', 'posture', 'motion', 'sequences', 'lstm', 'evaluate', 'sync', 'multiview', 'demo', 'live']
 
 # command → (module `mousebehav.<module>` whose add_cli defines it, the help line of `mousebehav --help`)
 COMMANDS = {
@@ -74,6 +74,9 @@ COMMANDS = {
     'demo': ('demo', 'behaviour from few labels on the sample videos: segmentation → posture → cross-validated '
                      'frame model next to the paper LSTM and pooled baselines, report folder with metrics, '
                      'confusion matrix and an ethogram of a held-out panel'),
+    'live': ('live', 'classify frames as they arrive from a camera or a video (stabilised labels, one CSV row per '
+                     'frame)'),
+    'review': ('live', 'the least confident bouts of an ethogram (CSV), and all bouts as BORIS events'),
 }
 # benchmark (`mousebehav bench NAME`) → (module whose add_bench defines it, help line)
 BENCHMARKS = {
@@ -85,6 +88,7 @@ BENCHMARKS = {
     'classify': ('evaluate', 'cross-validated behaviour classification on a sample dataset (frame model, LSTMs, '
                              'baselines)'),
     'sync': ('sync', 'offset/drift recovery on the five DANNCE views (trimmed, resampled copies)'),
+    'live': ('live', 'per-frame latency of live classification at 640x480 on one core (posture, motion, CNN)'),
 }
 
 def _stage_modules(names=STAGES):

@@ -1,0 +1,156 @@
+"Live classification on the real DLC open-field video: online = offline, a killed run leaves a valid CSV, clean stops, errors."
+import os, signal, subprocess, sys, time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mousebehav import live as L, evaluate as E, sequences as S, frame_model as FM
+from mousebehav.data import labels_table
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, '-c', 'import sys; from mousebehav.cli import main; sys.exit(main())']   # the console script
+
+
+@pytest.fixture(scope='module')
+def model(tmp_path_factory):
+    "A frame model on the posture descriptors of the 80 B-SOiD clips (coarse classes, 5 fps), saved."
+    d = tmp_path_factory.mktemp('live')
+    lab = labels_table('bsoid-clips'); lab = lab[lab.behavior.isin(list(S.class_map('coarse')))].reset_index(drop=True)
+    feats = E.dataset_features('bsoid-clips', lab, d/'feats', backbone='posture', stride=1)
+    fm = FM.fit_frames(S.build_sequences(lab, feats, scheme='coarse'), n_estimators=60, scheme='coarse')
+    return FM.save_frame_model(fm, d/'fm.skops')
+
+
+@pytest.fixture(scope='module')
+def video(data_dir):
+    return data_dir/'dlc-openfield'/'m3v1mp4.mp4'
+
+
+@pytest.fixture(scope='module')
+def both(model, video, tmp_path_factory):
+    "(offline `predict_video` table, online table) of the whole video, stabilised with threshold 0.4 over 3 frames."
+    off = E.predict_video(model, video, features_dir=tmp_path_factory.mktemp('vf'), threshold=0.4, min_frames=3, causal=True)
+    on, oc = L.classify_video(model, video, body_area=L.measure_body_area(video), threshold=0.4, min_frames=3)
+    return off, on, oc
+
+
+def test_online_equals_offline(both):
+    off, on, oc = both
+    assert on.frame.tolist() == off.frame.tolist() == list(range(2330))
+    assert on.label.tolist() == off.label.tolist()                  # exactly the same labels
+    assert off.label.nunique() > 1                                  # … and not a constant answer
+    P, Q = on.filter(like='p_').values, off.filter(like='p_').values
+    assert np.abs(P - Q).max() <= 1e-9                              # probabilities up to rounding (measured: 0)
+    np.testing.assert_array_equal(on.time_s.values, off.time_s.values)
+    assert oc.stride == 6 and oc.delay_rows == 40
+    assert (on.delay_s <= oc.delay_s + 1e-6).iloc[:-300].all()      # answered within the fixed lag while streaming
+
+
+def test_review_boris_round_trip(both, video, tmp_path):
+    off, _, _ = both
+    eth = tmp_path/'eth.csv'; off.to_csv(eth, index=False)
+    r = subprocess.run([*CLI, 'review', str(eth), str(video), '--top', '4',
+                        '--boris', str(tmp_path/'b.tsv')], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    rv = pd.read_csv(tmp_path/'eth_review.csv')
+    allb = L.review_bouts(off, 10_000)
+    assert len(rv) == min(4, len(allb)) and rv.mean_probability.tolist() == sorted(rv.mean_probability.tolist())
+    assert rv.mean_probability.max() <= allb.mean_probability.sort_values().iloc[len(rv) - 1] + 1e-5
+    ev = pd.read_csv(tmp_path/'b.tsv', sep='\t')
+    ev.loc[1, 'Behavior'] = 'groom'; ev.to_csv(tmp_path/'corrected.tsv', sep='\t', index=False)   # corrected in BORIS
+    back = S.read_label_file(tmp_path/'corrected.tsv', video_fps={video.name: 30.0})
+    b = allb.sort_values('start_frame')
+    assert back.start_frame.tolist() == b.start_frame.tolist() and back.end_frame.tolist() == b.end_frame.tolist()
+    want = b.behavior.tolist(); want[1] = 'groom'
+    assert back.behavior.tolist() == want and set(back.video) == {video.name}
+
+
+def test_nwb(both, tmp_path):
+    off, _, oc = both
+    f = L.write_nwb(off, oc.classes, tmp_path/'s.nwb', source='dlc')
+    from pynwb import NWBHDF5IO
+    with NWBHDF5IO(str(f), 'r') as io:
+        mod = io.read().processing['behavior']
+        n_bouts = len(mod['behavior_bouts']); shape = mod['behavior_probabilities'].data.shape
+    ref = E.bouts(off.label.values, off.filter(like='p_').values, 30.0, oc.classes, off.frame.values, times=off.time_s.values)
+    assert n_bouts == len(ref) and shape == (2330, len(oc.classes))
+    b, p = L.read_nwb(f)
+    assert b.behavior.tolist() == ref.behavior.tolist() and b.end_frame.tolist() == ref.end_frame.tolist()
+    np.testing.assert_allclose(p.filter(like='p_').values, off.filter(like='p_').values, atol=1e-6)
+
+
+def _live(model, video, out, *extra):
+    return subprocess.Popen([*CLI, 'live', str(model), '--source', str(video),
+                             '--out', str(out), '--threshold', '0.4', '--quiet', *extra], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _rows(path) -> int:
+    try: return max(0, path.read_text().count('\n') - 1)
+    except FileNotFoundError: return 0
+
+
+def _wait_rows(p, path, n, limit=240):
+    t0 = time.time()
+    while _rows(path) < n:
+        assert p.poll() is None, p.communicate()
+        assert time.time() - t0 < limit, 'no rows written'
+        time.sleep(0.2)
+
+
+def test_sigkill_leaves_valid_csv(model, video, tmp_path):
+    out = tmp_path/'k.csv'
+    p = _live(model, video, out); _wait_rows(p, out, 30)
+    p.send_signal(signal.SIGKILL); p.wait()
+    text = out.read_text()
+    assert text.endswith('\n')                                     # no half-written row
+    df = pd.read_csv(out)
+    assert len(df) >= 30 and df.frame.tolist() == list(range(len(df)))
+    assert not df.isna().any().any() and np.allclose(df.filter(like='p_').sum(axis=1), 1, atol=1e-3)
+    assert not (tmp_path/'k_bouts.csv').exists()                   # a killed run writes no bouts file that looks complete
+
+
+def test_sigint_stops_cleanly(model, video, tmp_path):
+    out = tmp_path/'i.csv'
+    p = _live(model, video, out); _wait_rows(p, out, 12)
+    p.send_signal(signal.SIGINT); so, se = p.communicate(timeout=120)
+    assert p.returncode == 0, se
+    assert '(stopped)' in so and 'Traceback' not in se
+    df = pd.read_csv(out); b = pd.read_csv(tmp_path/'i_bouts.csv')
+    assert df.frame.tolist() == list(range(len(df))) and len(df) > 12   # the waiting frames answered at the stop
+    assert b.start_frame.iloc[0] == 0 and b.end_frame.iloc[-1] == df.frame.iloc[-1] + 1
+    assert b.duration.sum() == pytest.approx(df.time_s.iloc[-1] - df.time_s.iloc[0] + 1 / 30, abs=1e-3)
+
+
+def test_missing_camera(model, tmp_path):
+    r = subprocess.run([*CLI, 'live', str(model), '--source', '9', '--out',
+                        str(tmp_path/'c.csv')], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and 'camera 9' in lines[0] and 'Traceback' not in r.stderr, r.stderr
+    assert not (tmp_path/'c.csv').exists()
+
+
+def test_paced_drops_late_frames():
+    now = [0.0]
+    def sleep(s): now[0] += s
+    def frames():
+        for i in range(10):
+            if i == 4: now[0] += 0.2                               # the machine stalls: frames 4…9 come late
+            yield i, None, i / 30
+    st = {}
+    got = [i for i, _, _ in L.paced(frames(), 30.0, clock=lambda: now[0], sleep=sleep, stats=st)]
+    assert got[:4] == [0, 1, 2, 3] and st['dropped'] == 10 - len(got) and st['dropped'] >= 4
+
+
+def test_calibration_lowers_ece():
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(4), 4000); y = np.array([rng.choice(4, p=q) for q in p])
+    over = L.temperature_scale(p, 0.3)                             # an over-confident model
+    cv = dict(classes=list('abcd'), predictions=[dict(fold=i % 5, true='abcd'[t], p=list(q)) for i, (t, q) in enumerate(zip(y, over))])
+    rep = L.calibration_report(cv)
+    assert rep['ece_before'] > 0.15 and rep['ece_after'] < 0.03 and 2.8 < rep['temperature'] < 3.9
+    assert rep['precision'] >= 0.85 and 0 < rep['unsure'] < 1
+    assert L.ece(p, y) < 0.03                                      # the true probabilities are calibrated
