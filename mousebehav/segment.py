@@ -10,9 +10,9 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['METHODS', 'USER_ERRORS', 'SEG_DEFAULTS', 'LOOKS', 'PRIME_WINDOW_S', 'SegmentError', 'SegmentWarning', 'FrameSeg',
-           'look_channel', 'look_blobs', 'Segmenter', 'masked_crop', 'MaskStack', 'Segmentation', 'segment_video',
-           'save_segmentation', 'load_segmentation', 'add_cli', 'segmentation_browser', 'bench_segment_memory',
-           'bench_segment', 'add_bench']
+           'auto_look', 'look_channel', 'look_blobs', 'Segmenter', 'masked_crop', 'MaskStack', 'Segmentation',
+           'segment_video', 'save_segmentation', 'load_segmentation', 'add_cli', 'segmentation_browser',
+           'bench_segment_memory', 'bench_segment', 'add_bench']
 
 # %% ../nbs/03_segment.ipynb #633ffc21
 import cv2
@@ -95,15 +95,25 @@ SEG_DEFAULTS = dict(
     motion_min=0.02,    # fraction of a blob's pixels that must move for the blob to count as moving
     size_gate=2.0,      # once tracked, a blob larger than this × the mouse's usual area is not taken (the track is held)
     hold_shrink=0.5,    # without motion, a tracked mouse shrinking below this fraction of its usual area is held
-    look='dark',        # how the mouse looks against the floor: 'dark' (black or brown fur on a light floor), 'bright', or None (motion only)
+    look='auto',        # how the mouse looks against the floor: 'dark' (black or brown fur on a light floor), 'bright' (a white mouse on a dark floor), None (motion only), or 'auto': chosen per video from its first frame (`auto_look`)
+    dark_floor=50,      # 'auto': a first frame whose median grey level is below this is a dark scene (infrared, a dark floor or bedding), where a visible mouse is bright
     look_contrast=40,   # grey levels (in `look_channel`) by which the mouse is darker than the floor and than its surroundings
     freeze_px=2,        # the tracked mask, dilated by this (model pixels), is excluded from background learning
+    grow=0.25,          # look 'bright' only: the outline grows by up to this × √area into pixels that are at least
+    grow_contrast=20,   #   this many grey levels brighter than the floor (the shaded flanks, paws and snout of a pale mouse)
 )
 
 LOOKS = ('dark', 'bright')
 
 def _check_look(look):
-    if look not in LOOKS: raise SegmentError(f"look must be 'dark', 'bright' or None (got {look!r})")
+    if look not in LOOKS: raise SegmentError(f"look must be 'dark', 'bright', 'auto' or None (got {look!r})")
+
+def auto_look(frame: np.ndarray, dark_floor: float = 50) -> str:
+    """The look of the mouse chosen from a (H,W,3) uint8 BGR frame of the video: `'bright'` when the scene is dark (its
+    median grey level below `dark_floor`: infrared video, a dark floor or dark bedding, where a mouse that can be seen at
+    all is brighter than what is around it), else `'dark'` (the look of black and brown mice on the light or clear floors
+    of most open-field and bottom-up setups; such videos are segmented exactly as before the automatic choice)."""
+    return 'bright' if float(np.median(cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_BGR2GRAY))) < dark_floor else 'dark'
 
 def look_channel(x: np.ndarray, look: str = 'dark') -> np.ndarray:
     """One uint8 channel of a BGR image in which the mouse is dark. `'dark'`: the darkest colour channel, so black fur *and*
@@ -152,7 +162,8 @@ class Segmenter:
         self.shape = None; self.n = 0
         self.prev = None; self.pbox = None; self.prev_gray = None; self.track_area = 0.0; self.n_track = 0; self.stale = 0; self.held = False; self.primed = False
         self.x = None
-        if self.post['look'] is not None: _check_look(self.post['look'])
+        self.look = self.post['look']     # the look in use; 'auto' is resolved on the first frame (`auto_look`)
+        if self.look not in (None, 'auto'): _check_look(self.look)
 
     @property
     def ready(self) -> bool:
@@ -161,10 +172,12 @@ class Segmenter:
 
     def config(self) -> dict:
         "Method and every parameter (JSON-able)."
-        return dict(method=self.method, fps=self.fps, margin=self.margin, params=dict(self.model.params), post=dict(self.post))
+        return dict(method=self.method, fps=self.fps, margin=self.margin, params=dict(self.model.params), post=dict(self.post),
+                    look=self.look)
 
     def _init(self, frame):
         h, w = frame.shape[:2]; self.shape = (h, w)
+        if self.look == 'auto': self.look = auto_look(frame, self.post['dark_floor'])
         s = self.post['scale']; self.k = _auto_scale(w, h) if s == 'auto' else int(s)
         self.small = (max(1, w // self.k), max(1, h // self.k))
         self.ko = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * self.post['open_px'] + 1,) * 2)
@@ -271,7 +284,7 @@ class Segmenter:
             cand = moving & plausible
             if not cand.any() and self.primed and self.prev is None:
                 cand = plausible   # primed model: a mouse that sits still from the first frame is found too
-            if not cand.any() and self.prev is None and p['look']:
+            if not cand.any() and self.prev is None and self.look:
                 return self._acquire_by_look(hs, ws)   # nothing has moved yet: the mouse-looking blob, if any
             if not cand.any(): return None
             if self.prev is None: i = int(np.argmax(np.where(cand, areas, -1)))   # first time: the largest moving blob
@@ -280,7 +293,7 @@ class Segmenter:
                 i = int(np.argmin(np.where(cand, np.hypot(*(cent - c0).T), np.inf)))
             m = (cc == i).view(np.uint8); self.stale = 0; self.held = False
             if not ma: self.track_area = float(areas[i]); self.n_track = 1
-        if p['look']: m = self._outline(m)
+        if self.look: m = self._outline(m)
         return self._finish(m)
 
     def _finish(self, m):
@@ -306,7 +319,7 @@ class Segmenter:
         (their surroundings are as light as the floor: not clutter in a dark corner) and then blobs that do not touch the
         frame's edge (a stand, a cable, a person outside the arena); None when there is none."""
         p = self.post
-        c = look_channel(self.x, p['look'])
+        c = look_channel(self.x, self.look)
         n, cc, st, cent, mean = look_blobs(c, self._look_size(hs, ws), p['look_contrast'], p['open_px'])
         areas = st[:, cv2.CC_STAT_AREA]
         best, bi = (9, 0.0), -1
@@ -318,7 +331,8 @@ class Segmenter:
             r = max(3, int(0.5 * np.sqrt(areas[i])))   # a ring around the blob: is it lying on the floor?
             X0, Y0, X1, Y1 = max(0, x - r), max(0, y - r), min(ws, x + w + r), min(hs, y + h + r)
             ring = cv2.dilate((cc[Y0:Y1, X0:X1] == i).view(np.uint8), np.ones((2 * r + 1,) * 2, np.uint8)).view(bool) & (cc[Y0:Y1, X0:X1] != i)
-            on_floor = np.median(c[Y0:Y1, X0:X1][ring]) >= floor - p['look_contrast'] / 2
+            # a bright mouse: the scene's median is the dark surroundings, not the floor, so the test does not apply
+            on_floor = self.look == 'bright' or np.median(c[Y0:Y1, X0:X1][ring]) >= floor - p['look_contrast'] / 2
             key = (int(x == 0 or y == 0 or x + w == ws or y + h == hs) + 2 * int(not on_floor), -(floor - mean[i]) * np.sqrt(areas[i]))
             if key < best: best, bi = key, i
         if bi < 0: return None
@@ -337,7 +351,8 @@ class Segmenter:
         R = int(2 + 0.5 * np.sqrt(max(self.track_area, bw * bh / 2)))
         D = self._look_size(hs, ws); P = R + D
         x0, y0, x1, y1 = max(0, bx - P), max(0, by - P), min(ws, bx + bw + P), min(hs, by + bh + P)
-        n, cc, st, cent, mean = look_blobs(look_channel(self.x[y0:y1, x0:x1], p['look']), D, p['look_contrast'], p['open_px'])
+        self._win_c = look_channel(self.x[y0:y1, x0:x1], self.look)
+        n, cc, st, cent, mean = look_blobs(self._win_c, D, p['look_contrast'], p['open_px'])
         if n < 2: return m
         mm = m[y0:y1, x0:x1]
         touch = np.zeros(n, bool); touch[np.unique(cc[cv2.dilate(mm, self.kf).view(bool)])] = True; touch[0] = False
@@ -349,8 +364,26 @@ class Segmenter:
         new = whole[cc] | (touch[cc] & near)
         a = np.count_nonzero(new)
         if a < 0.25 * cv2.countNonZero(mm): return m
+        if self.look == 'bright' and p['grow'] > 0: new = self._grow(new, cc, D)
         out = np.zeros_like(m); out[y0:y1, x0:x1] = new.view(np.uint8)
         return out
+
+    def _grow(self, new, cc, D):
+        """A pale mouse's outline at `look_contrast` misses its shaded flanks, paws and snout: add the pixels within
+        `grow` × √area of it that stand out from the floor by the lower `grow_contrast` (a hysteresis threshold, after
+        Canny's edge linking), connected to it; bedding further away is never reached. `new`: (h,w) bool in the window of
+        the last `look_blobs` call."""
+        p = self.post
+        a = np.count_nonzero(new)
+        g = int(round(p['grow'] * np.sqrt(max(a, 1))))
+        if g < 1: return new
+        c = self._win_c
+        n2, cc2, *_ = look_blobs(c, D, p['grow_contrast'], 0)
+        band = cv2.dilate(new.view(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * g + 1,) * 2)).view(bool)
+        weak = (cc2 > 0) & band
+        k, lab = cv2.connectedComponents((weak | new).view(np.uint8), connectivity=8)
+        keep = np.zeros(k, bool); keep[np.unique(lab[new])] = True; keep[0] = False
+        return keep[lab]
 
     def _result(self, m) -> FrameSeg:
         h, w = self.shape; k = self.k
