@@ -199,6 +199,7 @@ class Segmenter:
         m = self._track(lab, gray) if was else None
         self.prev_gray = gray
         self.model.learn(x, lab, None if m is None else cv2.dilate(m, self.kf).view(bool))
+        if m is not None and self.look == 'bright' and self.post['grow'] > 0: m = self._grow(m)
         return _empty(*self.shape) if m is None else self._result(m)
 
     def prime(self, frames) -> Segmenter:
@@ -351,8 +352,7 @@ class Segmenter:
         R = int(2 + 0.5 * np.sqrt(max(self.track_area, bw * bh / 2)))
         D = self._look_size(hs, ws); P = R + D
         x0, y0, x1, y1 = max(0, bx - P), max(0, by - P), min(ws, bx + bw + P), min(hs, by + bh + P)
-        self._win_c = look_channel(self.x[y0:y1, x0:x1], self.look)
-        n, cc, st, cent, mean = look_blobs(self._win_c, D, p['look_contrast'], p['open_px'])
+        n, cc, st, cent, mean = look_blobs(look_channel(self.x[y0:y1, x0:x1], self.look), D, p['look_contrast'], p['open_px'])
         if n < 2: return m
         mm = m[y0:y1, x0:x1]
         touch = np.zeros(n, bool); touch[np.unique(cc[cv2.dilate(mm, self.kf).view(bool)])] = True; touch[0] = False
@@ -364,30 +364,31 @@ class Segmenter:
         new = whole[cc] | (touch[cc] & near)
         a = np.count_nonzero(new)
         if a < 0.25 * cv2.countNonZero(mm): return m
-        if self.look == 'bright' and p['grow'] > 0: new = self._grow(new, cc, D)
         out = np.zeros_like(m); out[y0:y1, x0:x1] = new.view(np.uint8)
         return out
 
-    def _grow(self, new, cc, D):
+    def _grow(self, m):
         """A pale mouse's outline at `look_contrast` misses its shaded flanks, paws and snout: add the pixels within
-        `grow` × √area of it that stand out from the floor by the lower `grow_contrast` (a hysteresis threshold, after
-        Canny's edge linking), connected to it; bedding further away is never reached. `new`: (h,w) bool in the window of
-        the last `look_blobs` call."""
-        p = self.post
-        a = np.count_nonzero(new)
-        g = int(round(p['grow'] * np.sqrt(max(a, 1))))
-        if g < 1: return new
-        c = self._win_c
-        n2, cc2, *_ = look_blobs(c, D, p['grow_contrast'], 0)
-        band = cv2.dilate(new.view(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * g + 1,) * 2)).view(bool)
-        weak = (cc2 > 0) & band
-        k, lab = cv2.connectedComponents((weak | new).view(np.uint8), connectivity=8)
-        keep = np.zeros(k, bool); keep[np.unique(lab[new])] = True; keep[0] = False
-        return keep[lab]
+        `grow` × √area of mask `m` (model resolution) that stand out from the floor by the lower `grow_contrast` and are
+        connected to it (a hysteresis threshold, as in Canny's edge linking); bedding further away is never reached. Only
+        the mask handed out grows: the track goes on from `m`, so the growth does not creep from frame to frame."""
+        p = self.post; hs, ws = m.shape
+        bx, by, bw, bh = cv2.boundingRect(m)
+        a = cv2.countNonZero(m); g = int(round(p['grow'] * np.sqrt(max(a, 1))))
+        if bw == 0 or g < 1: return m
+        D = self._look_size(hs, ws); P = g + D
+        x0, y0, x1, y1 = max(0, bx - P), max(0, by - P), min(ws, bx + bw + P), min(hs, by + bh + P)
+        mm = m[y0:y1, x0:x1]
+        _, cc2, *_ = look_blobs(look_channel(self.x[y0:y1, x0:x1], self.look), D, p['grow_contrast'], 0)
+        band = cv2.dilate(mm, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * g + 1,) * 2)).view(bool)
+        k, lab = cv2.connectedComponents(((cc2 > 0) & band | mm.view(bool)).view(np.uint8), connectivity=8)
+        keep = np.zeros(k, bool); keep[np.unique(lab[mm.view(bool)])] = True; keep[0] = False
+        out = np.zeros_like(m); out[y0:y1, x0:x1] = keep[lab].view(np.uint8)
+        return out
 
     def _result(self, m) -> FrameSeg:
         h, w = self.shape; k = self.k
-        x0, y0, x1, y1 = self.pbox
+        bx_, by_, bw_, bh_ = cv2.boundingRect(m); x0, y0, x1, y1 = bx_, by_, bx_ + bw_, by_ + bh_   # = self.pbox unless grown
         full = np.zeros((h, w), bool)
         X0, Y0, X1, Y1 = x0 * k, y0 * k, min(w, x1 * k), min(h, y1 * k)
         if k > 1:  # scale the mask back inside its box only (bilinear, then threshold: smooth edges)
