@@ -101,6 +101,7 @@ SEG_DEFAULTS = dict(
     freeze_px=2,        # the tracked mask, dilated by this (model pixels), is excluded from background learning
     grow=0.25,          # look 'bright' only: the outline grows by up to this × √area into pixels that are at least
     grow_contrast=20,   #   this many grey levels brighter than the floor (the shaded flanks, paws and snout of a pale mouse)
+    tail_cut=0.5,       # look 'bright' only: parts thinner than this × the body's width are cut off (a bright tail), 0: kept
 )
 
 LOOKS = ('dark', 'bright')
@@ -199,7 +200,9 @@ class Segmenter:
         m = self._track(lab, gray) if was else None
         self.prev_gray = gray
         self.model.learn(x, lab, None if m is None else cv2.dilate(m, self.kf).view(bool))
-        if m is not None and self.look == 'bright' and self.post['grow'] > 0: m = self._grow(m)
+        if m is not None and self.look == 'bright':
+            if self.post['grow'] > 0: m = self._grow(m)
+            if self.post['tail_cut'] > 0: m = self._cut_tail(m)
         return _empty(*self.shape) if m is None else self._result(m)
 
     def prime(self, frames) -> Segmenter:
@@ -365,6 +368,27 @@ class Segmenter:
         a = np.count_nonzero(new)
         if a < 0.25 * cv2.countNonZero(mm): return m
         out = np.zeros_like(m); out[y0:y1, x0:x1] = new.view(np.uint8)
+        return out
+
+    def _cut_tail(self, m):
+        """Cut a bright tail off mask `m` (model resolution): a morphological opening with a disk of radius `tail_cut` ×
+        the body's half-width (the largest distance from the mask's edge, the body being its widest part) removes the
+        parts thinner than that — the tail, not the body or the head —, and the mask within that radius of what is left
+        comes back, so the outline and the tail base stay. The tail is not the body: later stages see the body."""
+        bx, by, bw, bh = cv2.boundingRect(m)
+        if bw == 0: return m
+        pad = 2; x0, y0 = max(0, bx - pad), max(0, by - pad)
+        mm = m[y0:by + bh + pad, x0:bx + bw + pad]
+        half = float(cv2.distanceTransform(mm, cv2.DIST_L2, 3).max())
+        r = int(round(self.post['tail_cut'] * half))
+        if r < 1: return m
+        se = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2)
+        body = cv2.morphologyEx(mm, cv2.MORPH_OPEN, se)
+        if not body.any(): return m
+        k, lab, st, _ = cv2.connectedComponentsWithStats(body, connectivity=8)
+        body = (lab == 1 + int(np.argmax(st[1:, cv2.CC_STAT_AREA]))).view(np.uint8)   # the body: the largest part
+        keep = mm & cv2.dilate(body, se)
+        out = np.zeros_like(m); out[y0:by + bh + pad, x0:bx + bw + pad] = keep
         return out
 
     def _grow(self, m):
