@@ -100,7 +100,8 @@ SEG_DEFAULTS = dict(
     look_contrast=40,   # grey levels (in `look_channel`) by which the mouse is darker than the floor and than its surroundings
     freeze_px=2,        # the tracked mask, dilated by this (model pixels), is excluded from background learning
     grow=0.25,          # look 'bright' only: the outline grows by up to this × √area into pixels that are at least
-    grow_contrast=20,   #   this many grey levels brighter than the floor (the shaded flanks, paws and snout of a pale mouse)
+    grow_contrast=10,   #   this many grey levels brighter than the floor (the shaded flanks, paws and snout of a pale mouse),
+    grow_noise=10,      #   and by at least this × the camera's noise (σ of the grey-level change between frames, robust)
     tail_cut=0.5,       # look 'bright' only: parts thinner than this × the body's width are cut off (a bright tail), 0: kept
 )
 
@@ -161,7 +162,7 @@ class Segmenter:
         if not (s == 'auto' or (isinstance(s, (int, float)) and s >= 1)): raise SegmentError(f"scale must be 'auto' or an integer >= 1 (got {s!r})")
         self.model = _IMBSModel(params, self.fps) if method == 'imbs' else _CVModel(method, params, self.fps)
         self.shape = None; self.n = 0
-        self.prev = None; self.pbox = None; self.prev_gray = None; self.track_area = 0.0; self.n_track = 0; self.stale = 0; self.held = False; self.primed = False
+        self.prev = None; self.pbox = None; self.prev_gray = self.last_gray = None; self.track_area = 0.0; self.n_track = 0; self.stale = 0; self.held = False; self.primed = False
         self.x = None
         self.look = self.post['look']     # the look in use; 'auto' is resolved on the first frame (`auto_look`)
         if self.look not in (None, 'auto'): _check_look(self.look)
@@ -198,10 +199,10 @@ class Segmenter:
         was = self.model.ready
         lab = self.model.classify(x)
         m = self._track(lab, gray) if was else None
-        self.prev_gray = gray
+        self.last_gray, self.prev_gray = self.prev_gray, gray
         self.model.learn(x, lab, None if m is None else cv2.dilate(m, self.kf).view(bool))
         if m is not None and self.look == 'bright':
-            if self.post['grow'] > 0: m = self._grow(m)
+            if self.post['grow'] > 0: m = self._grow(m, self._noise(gray))
             if self.post['tail_cut'] > 0: m = self._cut_tail(m)
         return _empty(*self.shape) if m is None else self._result(m)
 
@@ -391,11 +392,18 @@ class Segmenter:
         out = np.zeros_like(m); out[y0:by + bh + pad, x0:bx + bw + pad] = keep
         return out
 
-    def _grow(self, m):
+    def _noise(self, gray) -> float:
+        "The camera's noise in grey levels: σ of the change from the last frame, from its median (robust: the mouse is small)."
+        if self.last_gray is None: return 0.0
+        d = cv2.absdiff(gray, self.last_gray)
+        return 1.4826 * float(np.median(d[::2, ::2])) / np.sqrt(2)
+
+    def _grow(self, m, noise: float = 0.0):
         """A pale mouse's outline at `look_contrast` misses its shaded flanks, paws and snout: add the pixels within
         `grow` × √area of mask `m` (model resolution) that stand out from the floor by the lower `grow_contrast` and are
         connected to it (a hysteresis threshold, as in Canny's edge linking); bedding further away is never reached. Only
-        the mask handed out grows: the track goes on from `m`, so the growth does not creep from frame to frame."""
+        the mask handed out grows: the track goes on from `m`, so the growth does not creep from frame to frame. In noisy
+        video the lower threshold is at least `grow_noise` × the camera's `noise` (grey levels)."""
         p = self.post; hs, ws = m.shape
         bx, by, bw, bh = cv2.boundingRect(m)
         a = cv2.countNonZero(m); g = int(round(p['grow'] * np.sqrt(max(a, 1))))
@@ -403,7 +411,7 @@ class Segmenter:
         D = self._look_size(hs, ws); P = g + D
         x0, y0, x1, y1 = max(0, bx - P), max(0, by - P), min(ws, bx + bw + P), min(hs, by + bh + P)
         mm = m[y0:y1, x0:x1]
-        _, cc2, *_ = look_blobs(look_channel(self.x[y0:y1, x0:x1], self.look), D, p['grow_contrast'], 0)
+        _, cc2, *_ = look_blobs(look_channel(self.x[y0:y1, x0:x1], self.look), D, max(p['grow_contrast'], p['grow_noise'] * noise), 0)
         band = cv2.dilate(mm, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * g + 1,) * 2)).view(bool)
         k, lab = cv2.connectedComponents(((cc2 > 0) & band | mm.view(bool)).view(np.uint8), connectivity=8)
         keep = np.zeros(k, bool); keep[np.unique(lab[mm.view(bool)])] = True; keep[0] = False
