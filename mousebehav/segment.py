@@ -10,9 +10,9 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['METHODS', 'USER_ERRORS', 'SEG_DEFAULTS', 'LOOKS', 'PRIME_WINDOW_S', 'SegmentError', 'SegmentWarning', 'FrameSeg',
-           'look_channel', 'look_blobs', 'Segmenter', 'masked_crop', 'MaskStack', 'Segmentation', 'segment_video',
-           'save_segmentation', 'load_segmentation', 'add_cli', 'segmentation_browser', 'bench_segment_memory',
-           'bench_segment', 'add_bench']
+           'auto_look', 'look_channel', 'look_blobs', 'Segmenter', 'masked_crop', 'MaskStack', 'Segmentation',
+           'segment_video', 'save_segmentation', 'load_segmentation', 'add_cli', 'segmentation_browser',
+           'bench_segment_memory', 'bench_segment', 'add_bench']
 
 # %% ../nbs/03_segment.ipynb #633ffc21
 import cv2
@@ -95,15 +95,27 @@ SEG_DEFAULTS = dict(
     motion_min=0.02,    # fraction of a blob's pixels that must move for the blob to count as moving
     size_gate=2.0,      # once tracked, a blob larger than this × the mouse's usual area is not taken (the track is held)
     hold_shrink=0.5,    # without motion, a tracked mouse shrinking below this fraction of its usual area is held
-    look='dark',        # how the mouse looks against the floor: 'dark' (black or brown fur on a light floor), 'bright', or None (motion only)
+    look='auto',        # how the mouse looks against the floor: 'dark' (black or brown fur on a light floor), 'bright' (a white mouse on a dark floor), None (motion only), or 'auto': chosen per video from its first frame (`auto_look`)
+    dark_floor=50,      # 'auto': a first frame whose median grey level is below this is a dark scene (infrared, a dark floor or bedding), where a visible mouse is bright
     look_contrast=40,   # grey levels (in `look_channel`) by which the mouse is darker than the floor and than its surroundings
     freeze_px=2,        # the tracked mask, dilated by this (model pixels), is excluded from background learning
+    grow=0.25,          # look 'bright' only: the outline grows by up to this × √area into pixels that are at least
+    grow_contrast=10,   #   this many grey levels brighter than the floor (the shaded flanks, paws and snout of a pale mouse),
+    grow_noise=10,      #   and by at least this × the camera's noise (σ of the grey-level change between frames, robust)
+    tail_cut=0.5,       # look 'bright' only: parts thinner than this × the body's width are cut off (a bright tail), 0: kept
 )
 
 LOOKS = ('dark', 'bright')
 
 def _check_look(look):
-    if look not in LOOKS: raise SegmentError(f"look must be 'dark', 'bright' or None (got {look!r})")
+    if look not in LOOKS: raise SegmentError(f"look must be 'dark', 'bright', 'auto' or None (got {look!r})")
+
+def auto_look(frame: np.ndarray, dark_floor: float = 50) -> str:
+    """The look of the mouse chosen from a (H,W,3) uint8 BGR frame of the video: `'bright'` when the scene is dark (its
+    median grey level below `dark_floor`: infrared video, a dark floor or dark bedding, where a mouse that can be seen at
+    all is brighter than what is around it), else `'dark'` (the look of black and brown mice on the light or clear floors
+    of most open-field and bottom-up setups; such videos are segmented exactly as before the automatic choice)."""
+    return 'bright' if float(np.median(cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_BGR2GRAY))) < dark_floor else 'dark'
 
 def look_channel(x: np.ndarray, look: str = 'dark') -> np.ndarray:
     """One uint8 channel of a BGR image in which the mouse is dark. `'dark'`: the darkest colour channel, so black fur *and*
@@ -150,9 +162,10 @@ class Segmenter:
         if not (s == 'auto' or (isinstance(s, (int, float)) and s >= 1)): raise SegmentError(f"scale must be 'auto' or an integer >= 1 (got {s!r})")
         self.model = _IMBSModel(params, self.fps) if method == 'imbs' else _CVModel(method, params, self.fps)
         self.shape = None; self.n = 0
-        self.prev = None; self.pbox = None; self.prev_gray = None; self.track_area = 0.0; self.n_track = 0; self.stale = 0; self.held = False; self.primed = False
+        self.prev = None; self.pbox = None; self.prev_gray = self.last_gray = None; self.track_area = 0.0; self.n_track = 0; self.stale = 0; self.held = False; self.primed = False
         self.x = None
-        if self.post['look'] is not None: _check_look(self.post['look'])
+        self.look = self.post['look']     # the look in use; 'auto' is resolved on the first frame (`auto_look`)
+        if self.look not in (None, 'auto'): _check_look(self.look)
 
     @property
     def ready(self) -> bool:
@@ -161,10 +174,12 @@ class Segmenter:
 
     def config(self) -> dict:
         "Method and every parameter (JSON-able)."
-        return dict(method=self.method, fps=self.fps, margin=self.margin, params=dict(self.model.params), post=dict(self.post))
+        return dict(method=self.method, fps=self.fps, margin=self.margin, params=dict(self.model.params), post=dict(self.post),
+                    look=self.look)
 
     def _init(self, frame):
         h, w = frame.shape[:2]; self.shape = (h, w)
+        if self.look == 'auto': self.look = auto_look(frame, self.post['dark_floor'])
         s = self.post['scale']; self.k = _auto_scale(w, h) if s == 'auto' else int(s)
         self.small = (max(1, w // self.k), max(1, h // self.k))
         self.ko = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * self.post['open_px'] + 1,) * 2)
@@ -184,8 +199,11 @@ class Segmenter:
         was = self.model.ready
         lab = self.model.classify(x)
         m = self._track(lab, gray) if was else None
-        self.prev_gray = gray
+        self.last_gray, self.prev_gray = self.prev_gray, gray
         self.model.learn(x, lab, None if m is None else cv2.dilate(m, self.kf).view(bool))
+        if m is not None and self.look == 'bright':
+            if self.post['grow'] > 0: m = self._grow(m, self._noise(gray))
+            if self.post['tail_cut'] > 0: m = self._cut_tail(m)
         return _empty(*self.shape) if m is None else self._result(m)
 
     def prime(self, frames) -> Segmenter:
@@ -271,7 +289,7 @@ class Segmenter:
             cand = moving & plausible
             if not cand.any() and self.primed and self.prev is None:
                 cand = plausible   # primed model: a mouse that sits still from the first frame is found too
-            if not cand.any() and self.prev is None and p['look']:
+            if not cand.any() and self.prev is None and self.look:
                 return self._acquire_by_look(hs, ws)   # nothing has moved yet: the mouse-looking blob, if any
             if not cand.any(): return None
             if self.prev is None: i = int(np.argmax(np.where(cand, areas, -1)))   # first time: the largest moving blob
@@ -280,7 +298,7 @@ class Segmenter:
                 i = int(np.argmin(np.where(cand, np.hypot(*(cent - c0).T), np.inf)))
             m = (cc == i).view(np.uint8); self.stale = 0; self.held = False
             if not ma: self.track_area = float(areas[i]); self.n_track = 1
-        if p['look']: m = self._outline(m)
+        if self.look: m = self._outline(m)
         return self._finish(m)
 
     def _finish(self, m):
@@ -306,7 +324,7 @@ class Segmenter:
         (their surroundings are as light as the floor: not clutter in a dark corner) and then blobs that do not touch the
         frame's edge (a stand, a cable, a person outside the arena); None when there is none."""
         p = self.post
-        c = look_channel(self.x, p['look'])
+        c = look_channel(self.x, self.look)
         n, cc, st, cent, mean = look_blobs(c, self._look_size(hs, ws), p['look_contrast'], p['open_px'])
         areas = st[:, cv2.CC_STAT_AREA]
         best, bi = (9, 0.0), -1
@@ -318,7 +336,8 @@ class Segmenter:
             r = max(3, int(0.5 * np.sqrt(areas[i])))   # a ring around the blob: is it lying on the floor?
             X0, Y0, X1, Y1 = max(0, x - r), max(0, y - r), min(ws, x + w + r), min(hs, y + h + r)
             ring = cv2.dilate((cc[Y0:Y1, X0:X1] == i).view(np.uint8), np.ones((2 * r + 1,) * 2, np.uint8)).view(bool) & (cc[Y0:Y1, X0:X1] != i)
-            on_floor = np.median(c[Y0:Y1, X0:X1][ring]) >= floor - p['look_contrast'] / 2
+            # a bright mouse: the scene's median is the dark surroundings, not the floor, so the test does not apply
+            on_floor = self.look == 'bright' or np.median(c[Y0:Y1, X0:X1][ring]) >= floor - p['look_contrast'] / 2
             key = (int(x == 0 or y == 0 or x + w == ws or y + h == hs) + 2 * int(not on_floor), -(floor - mean[i]) * np.sqrt(areas[i]))
             if key < best: best, bi = key, i
         if bi < 0: return None
@@ -337,7 +356,7 @@ class Segmenter:
         R = int(2 + 0.5 * np.sqrt(max(self.track_area, bw * bh / 2)))
         D = self._look_size(hs, ws); P = R + D
         x0, y0, x1, y1 = max(0, bx - P), max(0, by - P), min(ws, bx + bw + P), min(hs, by + bh + P)
-        n, cc, st, cent, mean = look_blobs(look_channel(self.x[y0:y1, x0:x1], p['look']), D, p['look_contrast'], p['open_px'])
+        n, cc, st, cent, mean = look_blobs(look_channel(self.x[y0:y1, x0:x1], self.look), D, p['look_contrast'], p['open_px'])
         if n < 2: return m
         mm = m[y0:y1, x0:x1]
         touch = np.zeros(n, bool); touch[np.unique(cc[cv2.dilate(mm, self.kf).view(bool)])] = True; touch[0] = False
@@ -352,9 +371,56 @@ class Segmenter:
         out = np.zeros_like(m); out[y0:y1, x0:x1] = new.view(np.uint8)
         return out
 
+    def _cut_tail(self, m):
+        """Cut a bright tail off mask `m` (model resolution): a morphological opening with a disk of radius `tail_cut` ×
+        the body's half-width (the largest distance from the mask's edge, the body being its widest part) removes the
+        parts thinner than that — the tail, not the body or the head —, and the mask within that radius of what is left
+        comes back, so the outline and the tail base stay. The tail is not the body: later stages see the body."""
+        bx, by, bw, bh = cv2.boundingRect(m)
+        if bw == 0: return m
+        pad = 2; x0, y0 = max(0, bx - pad), max(0, by - pad)
+        mm = m[y0:by + bh + pad, x0:bx + bw + pad]
+        half = float(cv2.distanceTransform(mm, cv2.DIST_L2, 3).max())
+        r = int(round(self.post['tail_cut'] * half))
+        if r < 1: return m
+        se = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2)
+        body = cv2.morphologyEx(mm, cv2.MORPH_OPEN, se)
+        if not body.any(): return m
+        k, lab, st, _ = cv2.connectedComponentsWithStats(body, connectivity=8)
+        body = (lab == 1 + int(np.argmax(st[1:, cv2.CC_STAT_AREA]))).view(np.uint8)   # the body: the largest part
+        keep = mm & cv2.dilate(body, se)
+        out = np.zeros_like(m); out[y0:by + bh + pad, x0:bx + bw + pad] = keep
+        return out
+
+    def _noise(self, gray) -> float:
+        "The camera's noise in grey levels: σ of the change from the last frame, from its median (robust: the mouse is small)."
+        if self.last_gray is None: return 0.0
+        d = cv2.absdiff(gray, self.last_gray)
+        return 1.4826 * float(np.median(d[::2, ::2])) / np.sqrt(2)
+
+    def _grow(self, m, noise: float = 0.0):
+        """A pale mouse's outline at `look_contrast` misses its shaded flanks, paws and snout: add the pixels within
+        `grow` × √area of mask `m` (model resolution) that stand out from the floor by the lower `grow_contrast` and are
+        connected to it (a hysteresis threshold, as in Canny's edge linking); bedding further away is never reached. Only
+        the mask handed out grows: the track goes on from `m`, so the growth does not creep from frame to frame. In noisy
+        video the lower threshold is at least `grow_noise` × the camera's `noise` (grey levels)."""
+        p = self.post; hs, ws = m.shape
+        bx, by, bw, bh = cv2.boundingRect(m)
+        a = cv2.countNonZero(m); g = int(round(p['grow'] * np.sqrt(max(a, 1))))
+        if bw == 0 or g < 1: return m
+        D = self._look_size(hs, ws); P = g + D
+        x0, y0, x1, y1 = max(0, bx - P), max(0, by - P), min(ws, bx + bw + P), min(hs, by + bh + P)
+        mm = m[y0:y1, x0:x1]
+        _, cc2, *_ = look_blobs(look_channel(self.x[y0:y1, x0:x1], self.look), D, max(p['grow_contrast'], p['grow_noise'] * noise), 0)
+        band = cv2.dilate(mm, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * g + 1,) * 2)).view(bool)
+        k, lab = cv2.connectedComponents(((cc2 > 0) & band | mm.view(bool)).view(np.uint8), connectivity=8)
+        keep = np.zeros(k, bool); keep[np.unique(lab[mm.view(bool)])] = True; keep[0] = False
+        out = np.zeros_like(m); out[y0:y1, x0:x1] = keep[lab].view(np.uint8)
+        return out
+
     def _result(self, m) -> FrameSeg:
         h, w = self.shape; k = self.k
-        x0, y0, x1, y1 = self.pbox
+        bx_, by_, bw_, bh_ = cv2.boundingRect(m); x0, y0, x1, y1 = bx_, by_, bx_ + bw_, by_ + bh_   # = self.pbox unless grown
         full = np.zeros((h, w), bool)
         X0, Y0, X1, Y1 = x0 * k, y0 * k, min(w, x1 * k), min(h, y1 * k)
         if k > 1:  # scale the mask back inside its box only (bilinear, then threshold: smooth edges)

@@ -103,3 +103,29 @@ def test_a_mouse_that_never_moves_is_found_in_every_frame():
             x0, y0, x1, y1 = s.bbox[i]
             assert blob[y0:y1, x0:x1].sum() > 0.9 * blob.sum(), (crop, i)
             assert s.area[i] < 4 * blob.sum(), (crop, i)       # the mask is the mouse, not the arena
+
+
+def test_the_look_is_chosen_per_video_and_recorded(tmp_path):
+    "A dark scene (the SLEAP cameras: a white mouse on dark bedding) gets the bright look; B-SOiD and open field keep 'dark'."
+    from mousebehav.segment import auto_look, Segmenter
+    from mousebehav.video import read_frame
+    white = fetch_file('sleap-4cam', 'minimal_top.mp4')
+    assert auto_look(read_frame(white, 0)) == 'bright'
+    assert auto_look(read_frame(PANEL, 0)) == 'dark' and auto_look(read_frame(OF, 0)) == 'dark'
+    s = Segmenter('imbs', {'look': 'dark'}); s.update(read_frame(white, 0))
+    assert s.look == 'dark'                                         # an explicit look is kept
+    out = tmp_path / 'w.h5'
+    r = run('segment', white, '--out', out, '--max-frames', 12, '--quiet')
+    assert r.returncode == 0, r.stderr
+    with h5py.File(out) as f:
+        p = json.loads(f.attrs['params'])
+        assert p['look'] == 'bright' and p['post']['look'] == 'auto'  # the choice is in the store
+
+
+def test_a_white_mouse_on_dark_bedding_is_in_the_mask():
+    "The proofread SLEAP keypoints of the top view (tail excluded) lie in the mask and the box from the first frame on."
+    from mousebehav.quality import score_video
+    r = score_video(fetch_file('sleap-4cam', 'minimal_top.mp4'), fetch_file('sleap-4cam', 'minimal_top_proofread.analysis.h5'),
+                    max_frames=20)
+    assert r['found'] == 20
+    assert r['keypoints_in_mask'] > 0.9 and r['keypoints_in_box'] > 0.95 and r['tightness'] < 10, r
