@@ -1365,9 +1365,13 @@ def bench_extract(backbone: str = 'efficientnet_lite0', frames: int|None = None,
                                            batch_size=batch_size, device=dev, segmentation=segmentation)
                 row = {'workers': w, 'backbone': b, 'fps': round(x['frames'] / x['seconds'], 2), 'peak_mb': round(x['peak_mb'], 1),
                        'frames': x['frames'], 'chunks': x['chunks'], 'cpu_s': round(x['cpu_s'], 1),
-                       'fps_per_cpu_s': round(x['frames'] / max(x['cpu_s'], 1e-9), 2), 'load': round(x['load'], 2)}
+                       'fps_per_cpu_s': round(x['frames'] / max(x['cpu_s'], 1e-9), 2), 'load': round(x['load'], 2),
+                       'cores_used': round(x['cpu_s'] / x['seconds'], 2)}
                 if b not in STAGES: row['ratio_bare'] = round(row['fps'] / f0, 3)
                 r['workers'].append(row)
+        one = {x['backbone']: x['fps'] for x in r['workers'] if x['workers'] == 1}
+        for x in r['workers']:
+            if x['backbone'] in one: x['speedup'] = round(x['fps'] / one[x['backbone']], 3)
         if chunked_backbone:
             lv = str(repeat_video(video, f'{d}/long{chunked_times}.mp4', chunked_times)) if chunked_times > 1 else video
             kw = dict(video=lv, backbone=chunked_backbone, batch_size=batch_size, device=dev, segmentation=segmentation)
@@ -1381,7 +1385,9 @@ def bench_extract(backbone: str = 'efficientnet_lite0', frames: int|None = None,
                             'differing_frames': cmp['rows'], 'backbone': chunked_backbone, 'workers': max(ws + [1]),
                             'chunk_s': chunked_s, 'peak_mb_serial': round(ser['peak_mb'], 1), 'peak_mb_chunked': round(chk['peak_mb'], 1),
                             'cpu_s_serial': round(ser['cpu_s'], 1), 'cpu_s_chunked': round(chk['cpu_s'], 1),
-                            'load': round((ser['load'] + chk['load']) / 2, 2)}
+                            'load': round((ser['load'] + chk['load']) / 2, 2),
+                            'cores_used_serial': round(ser['cpu_s'] / ser['seconds'], 2),
+                            'cores_used_chunked': round(chk['cpu_s'] / chk['seconds'], 2)}
     return r
 
 def _cmd_bench(args) -> int:
@@ -1396,19 +1402,19 @@ def _cmd_bench(args) -> int:
           f"{r['ratio_fps']:6.2f} {r['peak_mb_short']:13.0f} {r['peak_mb_long']:12.0f} {r['ratio_peak']:6.2f}")
     print(f"(short: {r['frames_short']} frames, long: {r['frames_long']} frames of {r['video']}; goals: e2e/bare ≥ 0.8, long/short peak ≤ 1.1)")
     if r['workers']:
-        print(f"\n{'backbone':18s} {'workers':>7s} {'chunks':>6s} {'fps':>7s} {'speed-up':>8s} {'fps/CPU s':>9s} {'peak MB':>8s} {'load':>5s}")
-        one = {x['backbone']: x['fps'] for x in r['workers'] if x['workers'] == 1}
+        print(f"\n{'backbone':18s} {'workers':>7s} {'chunks':>6s} {'fps':>7s} {'speed-up':>8s} {'fps/CPU s':>9s} {'cores used':>10s} {'peak MB':>8s} {'load':>5s}")
         for x in r['workers']:
             print(f"{x['backbone']:18s} {x['workers']:7d} {x['chunks']:6d} {x['fps']:7.1f} "
-                  f"{x['fps'] / one[x['backbone']] if x['backbone'] in one else float('nan'):8.2f} {x['fps_per_cpu_s']:9.1f} "
+                  f"{x.get('speedup', float('nan')):8.2f} {x['fps_per_cpu_s']:9.1f} {x['cores_used']:10.2f} "
                   f"{x['peak_mb']:8.0f} {x['load']:5.1f}" + (f"  (CNN alone: ×{x['ratio_bare']:.2f})" if 'ratio_bare' in x else ''))
-        print(f"({r['workers'][0]['frames']} frames, {r['cores']} cores; load: the machine's 1-minute load average; goal: 2 workers ≥ 1.6 × 1 for posture and motion)")
+        print(f"({r['workers'][0]['frames']} frames, {r['cores']} cores; cores used: CPU s of the run's processes per s; load: the machine's 1-minute load average; goal: 2 workers ≥ 1.6 × 1 for posture and motion)")
     if 'chunked' in r:
         c = r['chunked']
         print(f"\nchunked ({c['backbone']}, {c['frames']} frames, {c['chunks']} chunks on {c['workers']} workers): "
               f"{c['fps_chunked']:.1f} fps against {c['fps_serial']:.1f} unchunked; {c['differing_frames']} rows differ "
               f"({'none' if c['identical_outside_priming'] else 'some'} outside the {c['priming_frames']}-frame overlaps at chunk starts; "
-              f"{c['seams_settled']} of {c['seams']} seams settled); peak MB {c['peak_mb_chunked']:.0f} against {c['peak_mb_serial']:.0f}")
+              f"{c['seams_settled']} of {c['seams']} seams settled); peak MB {c['peak_mb_chunked']:.0f} against {c['peak_mb_serial']:.0f}; "
+              f"cores used {c['cores_used_chunked']:.2f} against {c['cores_used_serial']:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps(r, indent=1))
     return 0
