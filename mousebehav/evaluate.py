@@ -505,7 +505,10 @@ def classify_benchmark(dataset: str = 'bsoid-panels', classes: str = 'seed', out
     too — and the paper LSTM `lstm_seeds` (it is slow: minutes per seed); logistic regression has no seed and runs once. Headline and baseline figures are
     the first seed's; `seeds` holds every seed's and their mean and sample sd, `seeds_run` how many ran.
     `majority_rate` is the share of the most frequent class (the accuracy of always answering it). `backbone` may
-    name combined inputs ('posture+motion'). Writes `out/metrics.json` and `out/confusion.png` when `out` is given;
+    name combined inputs ('posture+motion'). `calibration` is the headline model's held-out calibration (`live.calibration_report`: ECE before and after
+    cross-fitted temperature scaling, the `unsure` threshold for precision 0.9 and its held-out precision and share
+    unsure, the precision/coverage curve). Writes `out/metrics.json`, `out/confusion.png` and `out/calibration.png`
+    (reliability diagram, precision/coverage) when `out` is given;
     `epochs` overrides both LSTM presets (a reduced run). Features are taken every `stride` frames (default
     `DEFAULT_STRIDE[dataset]`, 5 rows per second) and cached in `features_dir`. LSTM training uses `threads` PyTorch
     threads (default 1: these small recurrent models run fastest on one thread); None keeps PyTorch's setting.
@@ -534,6 +537,8 @@ def classify_benchmark(dataset: str = 'bsoid-panels', classes: str = 'seed', out
                                 save_model, progress, seeds, lstm_seeds)
     result['timings_s'] = {'features': round(t_feat, 2)} | result['timings_s']
     result['timings_s']['total'] = round(time.perf_counter() - t_all, 2)
+    from mousebehav.live import calibration_report       # the calibration chapter (11_live) reads a cross-validation's result
+    result['calibration'] = calibration_report(result)
     if out:
         out = Path(out); out.mkdir(parents=True, exist_ok=True)
         write_json(result, out/'metrics.json')
@@ -542,6 +547,9 @@ def classify_benchmark(dataset: str = 'bsoid-panels', classes: str = 'seed', out
                              f"{result['accuracy']:.3f}, macro-F1 {result['macro_f1']:.3f} (seed 0; {result['n_sequences']} "
                              f"sequences, {len(result['folds'])} folds)")
         _savefig(fig, out/'confusion.png'); plt.close(fig)
+        from mousebehav.live import plot_calibration
+        fig = plot_calibration(result['calibration']); fig.suptitle(f"{dataset}, {classes} classes, {_model_name(result)} on {backbone}: held-out calibration", fontsize=10)
+        fig.tight_layout(); _savefig(fig, out/'calibration.png'); plt.close(fig)
     return result
 
 def _model_name(r: dict) -> str:

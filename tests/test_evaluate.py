@@ -83,6 +83,23 @@ def test_bench_classify_reduced(bench_run):
     assert not list((bench_run/'run').glob('.*partial*'))
 
 
+def test_bench_classify_calibration(bench_run):
+    "bench classify reports the headline model's held-out calibration and draws its reliability diagram."
+    m = json.loads((bench_run/'run'/'metrics.json').read_text())
+    c = m['calibration']
+    assert c['n_sequences'] == m['n_sequences'] == 10 and c['classes'] == m['classes']
+    # ECE before calibration, computed here from the held-out predictions (10 equal-width bins of the top probability)
+    P = np.array([r['p'] for r in m['predictions']]); y = np.array([m['classes'].index(r['true']) for r in m['predictions']])
+    conf, ok = P.max(1), P.argmax(1) == y; b = np.minimum((conf * 10).astype(int), 9)
+    want = sum(abs(ok[b == k].sum() - conf[b == k].sum()) for k in range(10)) / len(y)
+    assert c['ece_before'] == pytest.approx(want)
+    assert c['accuracy'] == pytest.approx(ok.mean())
+    assert 0 <= c['ece_after'] <= 1 and 0 <= c['unsure'] <= 1 and 0 <= c['threshold'] <= 1 and c['temperature'] > 0
+    assert set(c['temperatures']) == {str(f['fold']) for f in m['folds']}
+    assert len(c['curve']['threshold']) == len(c['curve']['precision']) == len(c['curve']['coverage'])
+    assert (bench_run/'run'/'calibration.png').stat().st_size > 1000
+
+
 def test_predict_csvs(bench_run, tmp_path):
     from mousebehav.data import fetch_file
     from mousebehav.video import probe
