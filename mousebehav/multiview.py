@@ -309,7 +309,7 @@ def centroid_track(cameras: list[Camera], videos=None, centroids=None, sync=None
     xyz = smooth_track(X, smooth) if smooth > 1 else X
     return CentroidTrack(ref, xyz, raw, pts, used, err, height_above_floor(xyz, up, floor))
 
-# %% ../nbs/09_multiview.ipynb #c80a54ac
+# %% ../nbs/09_multiview.ipynb #b714150c
 def floor_axes(up=(0, 0, 1)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     "Unit vectors (e1, e2, u): `u` along `up`, `e1` and `e2` spanning the floor (e1 × e2 = u)."
     u = np.asarray(up, np.float64).ravel()
@@ -429,10 +429,12 @@ def _silhouette(cam: Camera, center, M, n: int = 180) -> np.ndarray:
     return project_points(cam, center + s @ M.T)
 
 def scale_camera(cam: Camera, scale: float, size=None) -> Camera:
-    "The same camera at `scale` × its resolution (focal lengths and principal point scaled, lens and pose unchanged)."
+    """The same camera at `scale` × its resolution (focal lengths and principal point scaled, lens and pose unchanged);
+    the image size (`size` or `cam.size`) is rounded down to even numbers, as video encoders need."""
     S = np.diag([scale, scale, 1.0])
     sz = size or cam.size
-    return Camera(cam.name, S @ cam.K, cam.R, cam.t, cam.dist, None if sz is None else (int(round(sz[0] * scale)), int(round(sz[1] * scale))))
+    return Camera(cam.name, S @ cam.K, cam.R, cam.t, cam.dist,
+                  None if sz is None else (int(sz[0] * scale) // 2 * 2, int(sz[1] * scale) // 2 * 2))
 
 @dataclass
 class Scene:
@@ -567,7 +569,7 @@ def render_scene(cameras: list[Camera], n_frames: int = 900, fps: float = 30.0, 
                  np.zeros(V) if offsets is None else np.asarray(offsets, np.float64),
                  np.ones(V) if drifts is None else np.asarray(drifts, np.float64), occ, seed, name)
 
-# %% ../nbs/09_multiview.ipynb #cd423b39
+# %% ../nbs/09_multiview.ipynb #a1d97e6b
 @dataclass
 class HullGrid:
     "Where `hull_top` looks for the top of the mouse (world units, mm for DANNCE): a cylinder around the centroid."
@@ -627,7 +629,7 @@ def hull_top(masks, cameras: list[Camera], center, up=(0, 0, 1), floor: float = 
     j = int(np.argmax(nin[cand[:, 0], cand[:, 1], top]))
     return float(zs[top] + g.dz / 2), int(nin[cand[j, 0], cand[j, 1], top]), P[cand[j, 0], cand[j, 1], top]
 
-# %% ../nbs/09_multiview.ipynb #fffae833
+# %% ../nbs/09_multiview.ipynb #962edcf6
 STATUS = ('present', 'not recorded', 'dropped frame', 'no mouse')   # per view and reference frame
 
 def view_frames(sync, c: int, ref, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
@@ -648,16 +650,23 @@ def view_frames(sync, c: int, ref, n_frames: int) -> tuple[np.ndarray, np.ndarra
             st[np.flatnonzero(ok)[late]] = 2
     return k, st
 
-def _check_sync(sync, videos):
-    "The sync result must list these videos, in this order (compared by file name)."
+def _check_sync(sync, videos, fingerprints=None):
+    """The sync result must list these videos, in this order: same file names and, where the sync's video file is at
+    hand, the same content (`fingerprints`: the views' content keys, default: read from `videos`), so that a
+    `cam1.mp4` of another session folder is not taken for this one."""
     if sync is None: return
+    from mousebehav.video import file_fingerprint
     if len(sync) != len(videos): raise SessionError(f"the sync result has {len(sync)} videos but {len(videos)} views are given")
     for c, (s, v) in enumerate(zip(sync.cameras, videos)):
         if Path(s.video).name != Path(v).name:
             raise SessionError(f"view {c}: {Path(v).name}, but the sync result's video {c} is {Path(s.video).name} "
                                "(give the views in the sync's order, the reference first)")
+        fp = fingerprints[c] if fingerprints is not None else (file_fingerprint(v) if Path(v).is_file() else None)
+        if fp and Path(s.video).is_file() and file_fingerprint(s.video) != fp:
+            raise SessionError(f"view {c}: the sync result's {s.video} is another video with the same name "
+                               f"(its content differs from the view's {Path(v).name}: a file of another session?)")
 
-# %% ../nbs/09_multiview.ipynb #d2a47042
+# %% ../nbs/09_multiview.ipynb #c7351729
 THREED_COLUMNS = ('x', 'y', 'z', 'height', 'speed', 'rearing_height', 'n_views', 'top_views')
 CHECKPOINT = 256   # frames between two saves of an unfinished 3D run
 
@@ -880,7 +889,7 @@ def _append_rows(f, rows):
     f['hull'].resize(d + m, axis=0); f['hull'][d:] = np.asarray(rows, np.float64)
     f.attrs['n_done'] = d + m; f.flush()
 
-# %% ../nbs/09_multiview.ipynb #3cc696d9
+# %% ../nbs/09_multiview.ipynb #f39154ca
 @dataclass
 class AlignedViews:
     "Per-view features of one session on one time base (the reference view's frames); missing views are marked."
@@ -933,7 +942,7 @@ def align_views(stores, sync=None, views=None, session: str = '') -> AlignedView
             raise SessionError(f"view {n!r} ({F.path or 'store'}): {F.backbone} features of {F.features.shape[1]} columns, but view "
                                f"{names[0]!r} has {Fs[0].backbone} features of {Fs[0].features.shape[1]} (extract every view the same way)")
     if sync is not None:
-        _check_sync(sync, [F.attrs.get('video_name', '') for F in Fs])
+        _check_sync(sync, [F.attrs.get('video_name', '') for F in Fs], [F.attrs.get('video_fingerprint') for F in Fs])
     cols = json.loads(Fs[0].attrs['columns']) if 'columns' in Fs[0].attrs else [f'f{j}' for j in range(Fs[0].features.shape[1])]
     ref = np.asarray(Fs[0].frame_index, np.int64); T, V, D = len(ref), len(Fs), Fs[0].features.shape[1]
     feats = np.full((V, T, D), np.nan, np.float32); status = np.ones((V, T), np.int8); src = np.full((V, T), -1, np.int64)
@@ -954,7 +963,7 @@ def align_views(stores, sync=None, views=None, session: str = '') -> AlignedView
     return AlignedViews(session or Path(Fs[0].attrs.get('video_name', 'session')).stem, names, ref,
                         float(Fs[0].fps), feats, status, src, list(cols), Fs[0].backbone)
 
-# %% ../nbs/09_multiview.ipynb #660920b5
+# %% ../nbs/09_multiview.ipynb #f78ff5f5
 def _session_views(sessions) -> dict[str, dict[str, str]]:
     "{session: {view name: video path or name}} from AlignedViews, (name, {view: video}) pairs or such a dict."
     if isinstance(sessions, AlignedViews): sessions = [sessions]
@@ -1050,7 +1059,7 @@ def read_session_labels(path_or_df, sessions, name: str|None = None, behaviors=N
     out.attrs['source'] = src
     return out[SESSION_LABEL_COLUMNS]
 
-# %% ../nbs/09_multiview.ipynb #8e391de2
+# %% ../nbs/09_multiview.ipynb #9aadb5eb
 FUSIONS = ('late', 'early')
 
 def context_features(x: np.ndarray, window: int) -> np.ndarray:
@@ -1278,7 +1287,7 @@ def add_cli(sub):
     p.add_argument('--json', default=None, help='also write the tables as JSON')
     p.set_defaults(func=_cmd_calib)
 
-# %% ../nbs/09_multiview.ipynb #11350ec1
+# %% ../nbs/09_multiview.ipynb #8bc9d08d
 def _filled(labels) -> np.ndarray:
     "Labels with '' (no view) replaced by the last label before (what a one-camera pipeline does with its last values)."
     import pandas as pd

@@ -63,7 +63,7 @@ def test_align_marks_dropped_frames_and_no_mouse(tmp_path):
 
 def test_align_refuses_stores_that_do_not_fit(tmp_path):
     a, b = toy_store(tmp_path/'a.h5', range(50), 'a.mp4'), toy_store(tmp_path/'b.h5', range(50), 'b.mp4')
-    sync = SyncResult([CameraSync('a.mp4', 30, 50, 0, 0), CameraSync('b.mp4', 30, 50, 0, 0)])
+    sync = SyncResult([CameraSync('a.mp4', 30, 50, 0, 0, 1, 1, 'reference', 30), CameraSync('b.mp4', 30, 50, 0, 0, 1, 1, 'motion', 30)])
     with pytest.raises(SessionError, match="b.mp4, but the sync result's video 0 is a.mp4"): align_views([b, a], sync)
     with pytest.raises(SessionError, match='has 2 videos but 3 views'): align_views([a, b, a], sync, views=list('xyz'))
     c = toy_store(tmp_path/'c.h5', range(50), 'c.mp4', backbone='posture')
@@ -154,7 +154,7 @@ def test_missing_views_in_training_and_prediction(three_views):
         assert (p.used[[0, 2]] == test.present[[1, 0]]).all()                       # R and S used exactly where present
         assert np.isnan(p.probs[~seen]).all() and np.allclose(p.probs[seen].sum(1), 1)
         acc = np.mean(p.labels[seen] == truth[seen])
-        assert acc > 0.7, (fusion, acc)                                             # three classes: chance is about 0.4
+        assert acc > 0.85, (fusion, acc)                                            # three classes: chance is about 0.4
         t = p.table()
         assert t.views.iloc[np.flatnonzero(test.present.all(0))[0]] == 'R+S' and set(t.n_views) <= {0, 1, 2}
         bad = replace(test, views=['S', 'X'])
@@ -180,7 +180,7 @@ def test_fusion_with_any_subset(three_views):
                 assert not p.used[[i for i in range(3) if i not in idx]].any() and (p.used[idx] == test.present[idx]).all()
                 acc[vs] = np.mean(p.labels == truth)                          # a frame without a label counts as wrong
         singles = max(acc[(v,)] for v in sc.views)
-        assert acc[tuple(sc.views)] >= singles, (fusion, acc)
+        assert acc[tuple(sc.views)] >= singles - 0.01, (fusion, acc)                   # 240 test frames: 0.01 is 2 frames
         assert all(acc[k] >= singles - 0.05 for k in acc if len(k) == 2), (fusion, acc)
 
 
@@ -194,3 +194,23 @@ def test_session_model_save_load(three_views, tmp_path):
     with pytest.raises(SessionError, match='not a session model'): SessionModel.load(tmp_path/'other.pkl')
     with pytest.raises(SessionError, match='no such model file'): SessionModel.load(tmp_path/'none.pkl')
     with pytest.raises(SessionError, match="unknown fusion 'mid'"): fit_session_model(al, _labels(sc, [al]), fusion='mid')
+
+
+def test_align_refuses_a_namesake_of_another_session(tmp_path, field_cases):
+    "Two session folders that both hold a cam1.mp4: the sync of one and the store of the other do not go together."
+    from mousebehav.video import file_fingerprint
+    import shutil
+    (tmp_path/'s1').mkdir(); (tmp_path/'s2').mkdir()
+    shutil.copy(field_cases/'base.mp4', tmp_path/'s1'/'cam1.mp4'); shutil.copy(field_cases/'one.mp4', tmp_path/'s2'/'cam1.mp4')
+    shutil.copy(field_cases/'base.mp4', tmp_path/'s1'/'cam2.mp4')
+    def store(path, video):
+        return _write_store(path, dict(backbone='toy', columns='["frame"]', video_name='cam1.mp4', video_fingerprint=file_fingerprint(video),
+                                       video_fps=30.0, video_frame_count=90), np.arange(90, dtype=np.float32)[:, None], np.arange(90),
+                            np.full((90, 4), -1, np.int32), np.ones(90, bool))
+    ref = _write_store(tmp_path/'ref.h5', dict(backbone='toy', columns='["frame"]', video_name='cam2.mp4', video_fps=30.0, video_frame_count=90),
+                       np.arange(90, dtype=np.float32)[:, None], np.arange(90), np.full((90, 4), -1, np.int32), np.ones(90, bool))
+    sync = SyncResult([CameraSync(str(tmp_path/'s1'/'cam2.mp4'), 30, 90, 0, 0, 1, 1, 'reference', 30),
+                       CameraSync(str(tmp_path/'s1'/'cam1.mp4'), 30, 90, 0, 0, 1, 1, 'motion', 30)])
+    assert align_views([ref, store(tmp_path/'a.h5', tmp_path/'s1'/'cam1.mp4')], sync).present.all()
+    with pytest.raises(SessionError, match='another video with the same name'):
+        align_views([ref, store(tmp_path/'b.h5', tmp_path/'s2'/'cam1.mp4')], sync)
