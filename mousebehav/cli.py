@@ -85,6 +85,8 @@ BENCHMARKS = {
     'classify': ('evaluate', 'cross-validated behaviour classification on a sample dataset (frame model, LSTMs, '
                              'baselines)'),
     'sync': ('sync', 'offset/drift recovery on the five DANNCE views (trimmed, resampled copies)'),
+    'views': ('multiview', 'several views: rearing height (synthetic scene, DANNCE), fused vs single-view '
+                           'accuracy'),
 }
 
 def _stage_modules(names=STAGES):
