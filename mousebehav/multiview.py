@@ -1210,7 +1210,10 @@ class SessionPrediction:
 def _proba(clf, X, classes) -> np.ndarray:
     "Probabilities (N, K) in the order of `classes` (0 for a class the classifier never saw)."
     p = np.zeros((len(X), len(classes)))
-    if len(X): p[:, [classes.index(c) for c in clf.classes_]] = clf.predict_proba(X)
+    if not len(X): return p
+    idx = [classes.index(c) for c in clf.classes_]
+    if len(idx) == 1: p[:, idx[0]] = 1.0   # trained on one class only (a short session's fold): sklearn still returns two columns
+    else: p[:, idx] = clf.predict_proba(X)
     return p
 
 def predict_session(model: SessionModel, aligned: AlignedViews, views=None) -> SessionPrediction:
