@@ -88,9 +88,9 @@ BENCHMARKS = {
     'classify': ('evaluate', 'cross-validated behaviour classification on a sample dataset (frame model, LSTMs, '
                              'baselines)'),
     'sync': ('sync', 'offset/drift recovery on the five DANNCE views (trimmed, resampled copies)'),
-    'live': ('live', 'per-frame latency of live classification at 640x480 on one core (posture, motion, CNN)'),
     'views': ('multiview', 'several views: rearing height (synthetic scene, DANNCE), fused vs single-view '
                            'accuracy'),
+    'live': ('live', 'per-frame latency of live classification at 640x480 on one core (posture, motion, CNN)'),
 }
 
 def _stage_modules(names=STAGES):
