@@ -97,6 +97,7 @@ SEG_DEFAULTS = dict(
     hold_shrink=0.5,    # without motion, a tracked mouse shrinking below this fraction of its usual area is held
     look='auto',        # how the mouse looks against the floor: 'dark' (black or brown fur on a light floor), 'bright' (a white mouse on a dark floor), None (motion only), or 'auto': chosen per video from its first frame (`auto_look`)
     dark_floor=50,      # 'auto': a first frame whose median grey level is below this is a dark scene (infrared, a dark floor or bedding), where a visible mouse is bright
+    look_check=10,      # 'auto' in a light scene: the dark look is checked against the mouse itself over this many frames of the track; a mouse brighter than the floor (white on light bedding) is followed by motion alone (0: no check)
     look_contrast=40,   # grey levels (in `look_channel`) by which the mouse is darker than the floor and than its surroundings
     freeze_px=2,        # the tracked mask, dilated by this (model pixels), is excluded from background learning
     grow=0.25,          # look 'bright' only: the outline grows by up to this × √area into pixels that are at least
@@ -165,6 +166,7 @@ class Segmenter:
         self.prev = None; self.pbox = None; self.prev_gray = self.last_gray = None; self.track_area = 0.0; self.n_track = 0; self.stale = 0; self.held = False; self.primed = False
         self.x = None
         self.look = self.post['look']     # the look in use; 'auto' is resolved on the first frame (`auto_look`)
+        self.bright_votes = []            # 'auto', dark look: per checked frame, whether the mouse was brighter than the floor
         if self.look not in (None, 'auto'): _check_look(self.look)
 
     @property
@@ -298,8 +300,23 @@ class Segmenter:
                 i = int(np.argmin(np.where(cand, np.hypot(*(cent - c0).T), np.inf)))
             m = (cc == i).view(np.uint8); self.stale = 0; self.held = False
             if not ma: self.track_area = float(areas[i]); self.n_track = 1
+        if self.look == 'dark' and self.post['look'] == 'auto' and not self.held and len(self.bright_votes) < p['look_check']:
+            self._check_dark(m)
         if self.look: m = self._outline(m)
         return self._finish(m)
+
+    def _check_dark(self, m):
+        """An automatically chosen dark look, checked against the mouse: over the first `look_check` frames of the track,
+        whether the background model's mask `m` (before any look) is *brighter* than the floor (the frame's median) by
+        half `look_contrast` in `look_channel`. When it is in most of them (a white mouse on light bedding: the look's dark
+        blobs would be the bedding's shadows), the look is switched off for the rest of the video: motion alone, the
+        resting mouse kept by the track. A dark mouse's mask, even a thin motion fragment of it, is never brighter than
+        the floor (medians measured on the sample videos: 92–127 against floors of 100–127; the albino setup: 221
+        against 159)."""
+        c = look_channel(self.x, 'dark')
+        self.bright_votes.append(bool(np.median(c[m.view(bool)]) > np.median(c) + self.post['look_contrast'] / 2))
+        if len(self.bright_votes) == self.post['look_check'] and 2 * sum(self.bright_votes) > len(self.bright_votes):
+            self.look = None
 
     def _finish(self, m):
         "Fill the holes of mask `m` (model resolution) and make it the track's last mask."

@@ -124,9 +124,10 @@ def test_bench_setups_rows():
     with pytest.raises(ValueError, match='unknown setup'): bench_setups(setups=('nope',))
 
 
-# the goal is IoU >= 0.80 on every setup, still frames included; albino_bedding (a white mouse on white bedding, found
-# by no cue while it rests) misses it, and its bound is what the segmentation reaches there now, so a loss shows
-BOUNDS = {'dark_on_light': 0.9, 'albino_bedding': 0.6, 'infrared': 0.9, 'timestamp': 0.85, 'flicker': 0.9, 'still': 0.9,
+# the goal is IoU >= 0.80 on every setup at 640x480, still frames included (bench segment); albino_bedding: the dark
+# look is switched off once the mouse is seen to be brighter than the floor, so the resting white mouse is kept by the
+# track (0.889 at 640x480); at 320x240 the moving mouse, followed by the background model alone, is coarser (0.70)
+BOUNDS = {'dark_on_light': 0.9, 'albino_bedding': 0.7, 'infrared': 0.9, 'timestamp': 0.85, 'flicker': 0.9, 'still': 0.9,
           'tail': 0.8}
 
 
