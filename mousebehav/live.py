@@ -814,7 +814,10 @@ def bench_live(video=None, frames: int = 900, warmup: int = 300, inputs=('postur
 # %% ../nbs/11_live.ipynb #327540b7
 def _cmd_live(args) -> int:
     if args.threshold is not None and not 0 < args.threshold <= 1: raise LiveError(f"--threshold must lie in (0, 1], got {args.threshold}")
-    r = run_live(args.model, args.source, args.out, crop=args.crop, realtime=args.realtime, threshold=args.threshold,
+    from mousebehav.frame_model import default_model_path
+    model = args.model or default_model_path()
+    if not Path(model).exists(): raise LiveError(f"{model}: no such model file")
+    r = run_live(model, args.source, args.out, crop=args.crop, realtime=args.realtime, threshold=args.threshold,
                  min_frames=args.min_frames, body_area=args.body_area, temperature=args.temperature, unsure=args.unsure,
                  max_frames=args.max_frames, nwb=args.nwb, progress=not args.quiet)
     print(f"{args.source}: {r['frames_read']} frames analysed, {r['answered']} answered"
@@ -847,7 +850,8 @@ def _cmd_bench(args) -> int:
 
 def add_cli(sub):
     p = sub.add_parser('live', help='classify frames as they arrive from a camera or a video (stabilised labels, one CSV row per frame)')
-    p.add_argument('model', metavar='MODEL', help='a frame model on posture (train --model frames)')
+    p.add_argument('model', metavar='MODEL', nargs='?', default=None,
+                   help='a frame model on posture (train --model frames); default: the model that ships (coarse classes)')
     p.add_argument('--source', required=True, metavar='CAMERA_INDEX|VIDEO', help='camera number (0, 1, …) or a video file')
     p.add_argument('--out', required=True, metavar='ETHOGRAM.csv', help='per-frame CSV, appended as frames are answered; bouts go to <stem>_bouts.csv')
     p.add_argument('--realtime', action='store_true', help='pace a video file at its frame rate, dropping frames the machine is too slow for')

@@ -154,3 +154,18 @@ def test_calibration_lowers_ece():
     assert rep['ece_before'] > 0.15 and rep['ece_after'] < 0.03 and 2.8 < rep['temperature'] < 3.9
     assert rep['precision'] >= 0.85 and 0 < rep['unsure'] < 1
     assert L.ece(p, y) < 0.03                                      # the true probabilities are calibrated
+
+
+def test_live_with_the_model_that_ships(video, tmp_path):
+    "Without MODEL, `live` uses the model that ships (as `predict` does): its classes, one row per frame."
+    import json
+    from mousebehav.cli import main
+    out = tmp_path/'s.csv'
+    assert main(['live', '--source', str(video), '--out', str(out), '--max-frames', '90', '--quiet']) == 0
+    card = json.loads(FM.card_path(FM.default_model_path()).read_text())
+    df = pd.read_csv(out)
+    assert df.frame.tolist() == list(range(90))
+    assert [c[2:] for c in df.columns if c.startswith('p_')] == FM.load_default_model().classes
+    assert set(df.label) <= set(card['classes'])
+    assert main(['live', str(tmp_path/'none.skops'), '--source', str(video), '--out', str(tmp_path/'n.csv'), '--quiet']) == 2
+    assert not (tmp_path/'n.csv').exists()
