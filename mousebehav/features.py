@@ -14,8 +14,8 @@ __all__ = ['BACKBONES', 'FILL', 'CHECKED', 'CHUNK_S', 'LEAD_S', 'OVERLAP_S', 'LE
            'FeatureError', 'WeightsError', 'BackboneSpec', 'Backbone', 'file_sha256', 'pick_device', 'load_backbone',
            'prepare_crop', 'content_key', 'features_path', 'Features', 'nonfinite_rows', 'check_store', 'load_features',
            'default_threads', 'default_workers', 'FeatureWarning', 'plan_chunks', 'priming_windows',
-           'chunk_differences', 'extract', 'extract_many', 'crops_for', 'add_cli', 'bare_fps', 'repeat_video',
-           'bench_extract', 'add_bench']
+           'chunk_differences', 'extract', 'extract_many', 'crops_for', 'segmentation_reports', 'add_cli', 'bare_fps',
+           'repeat_video', 'bench_extract', 'add_bench']
 
 # %% ../nbs/04_features.ipynb #4f096504
 import cv2
@@ -1181,9 +1181,34 @@ def _video_arg(s: str):
         if c.count(',') == 3: return (v, Crop.parse(c))
     return s
 
+def segmentation_reports(videos, report_dir, crop=None, segmentation: str = 'imbs', seconds: float|None = 300.0,
+                         progress: bool = True) -> list[dict]:
+    """`extract --report DIR`: before any feature is extracted, the segmentation quality report
+    (`mousebehav.quality.quality_report`: contact sheet, report.json, verdict) of each video's first `seconds` s
+    (None or 0: the whole video), segmented as `mousebehav segment` segments it, into `DIR/<video stem>` (a panel:
+    `DIR/<stem>@x0_y0_x1_y1`). `videos` as for `extract_many`. Returns the reports."""
+    from mousebehav.segment import segment_video
+    from mousebehav.quality import quality_report, QualityError
+    if not segmentation: raise FeatureError("--report needs a segmentation (not --segmentation none)")
+    reps = []
+    for v in videos:
+        path, c = v if isinstance(v, tuple) else (v, crop)
+        c = Crop.parse(c)
+        fps = probe(path).fps or 30.0
+        n = int(round(seconds * fps)) if seconds else None
+        name = Path(path).stem + ('' if c is None else '@' + '_'.join(str(int(x)) for x in (c.x0, c.y0, c.x1, c.y1)))
+        seg = segment_video(path, segmentation, c, n, None, True, progress=progress)
+        try: reps.append(quality_report(seg, path, Path(report_dir)/name))
+        except QualityError as e: raise FeatureError(str(e)) from None
+        print(f"{Path(report_dir)/name/'contact_sheet.png'}: {reps[-1]['verdict']}", flush=True)
+    return reps
+
 def _cmd_extract(args) -> int:
     seg = None if args.segmentation == 'none' else args.segmentation
     videos = [_video_arg(v) for v in args.videos]
+    if args.report:
+        if args.report_s is not None and args.report_s < 0: raise FeatureError(f"--report-s must be >= 0, got {args.report_s}")
+        segmentation_reports(videos, args.report, args.crop, seg, args.report_s, progress=not args.quiet)
     paths = extract_many(videos, args.out, backbone=args.backbone, segmentation=seg, crop=args.crop,
                          client=args.scheduler, progress=not args.quiet, batch_size=args.batch_size,
                          device=args.device, weights=args.weights, stride=args.stride, dtype=args.dtype,
@@ -1215,6 +1240,9 @@ def add_cli(sub):
     p.add_argument('--segmentation', default='imbs', choices=['imbs', 'mog2', 'knn', 'none'])
     p.add_argument('--stride', type=int, default=1, help='every k-th frame')
     p.add_argument('--dtype', default='float32', choices=['float32', 'float16'])
+    p.add_argument('--report', default=None, metavar='DIR', help="first write each video's segmentation quality report "
+                   "(contact sheet, report.json, verdict) into DIR/<video>, from its first --report-s seconds")
+    p.add_argument('--report-s', type=float, default=300.0, metavar='S', help='seconds of each video the report covers (default 300; 0: all)')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     p.set_defaults(func=_cmd_extract)
 

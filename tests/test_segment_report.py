@@ -82,3 +82,20 @@ def test_bench_segment_setups_and_real_rows(tmp_path):
     assert 'IoU still' in r.stdout and 'kp in mask' in r.stdout
     r = run('bench', 'segment', '--real-frames', 0)
     assert r.returncode == 2 and '--real-frames' in r.stderr
+
+
+def test_extract_writes_the_reports_first(tmp_path):
+    "extract --report DIR: each video's (and panel's) segmentation report over its first --report-s s, then the stores."
+    from mousebehav.video import probe
+    rep_dir, out = tmp_path / 'rep', tmp_path / 'feats'
+    r = run('extract', OF, f'{PANEL}@450,0,900,360', '--backbone', 'posture', '--out', out, '--report', rep_dir,
+            '--report-s', 2, '--quiet')
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in rep_dir.iterdir()) == [f'{Path(PANEL).stem}@450_0_900_360', Path(OF).stem]
+    for name, video in ((Path(OF).stem, OF), (f'{Path(PANEL).stem}@450_0_900_360', PANEL)):
+        rep = json.loads((rep_dir / name / 'report.json').read_text())
+        assert rep['frames'] == round(2 * probe(video).fps) and rep['verdict'] in r.stdout
+        assert (rep_dir / name / 'contact_sheet.png').stat().st_size > 1000
+    assert len(list(out.glob('*.h5'))) == 2
+    r = run('extract', OF, '--backbone', 'posture', '--out', tmp_path / 'f2', '--report', rep_dir, '--segmentation', 'none', '--quiet')
+    assert r.returncode == 2 and 'needs a segmentation' in r.stderr and 'Traceback' not in r.stderr
