@@ -699,13 +699,13 @@ def read_nwb(path) -> tuple[pd.DataFrame, pd.DataFrame]:
 class LiveView:
     "A live view for JupyterLab: `update(frame_bgr, live_frame)` shows a frame with its box and label and extends the probability trace (last `seconds`)."
     def __init__(self, classes, seconds: float = 30.0, width: int = 480):
-        import ipywidgets as widgets, matplotlib.pyplot as plt
+        import ipywidgets as widgets
+        from matplotlib.figure import Figure      # not pyplot: no figure manager, nothing shown twice, no REPL hooks
         from mousebehav.evaluate import class_colours
         self.classes, self.seconds = list(classes), float(seconds)
         self.img = widgets.Image(format='jpeg', width=width); self.out = widgets.Output()
         col = class_colours(self.classes)
-        with plt.ioff():
-            self.fig, self.ax = plt.subplots(figsize=(6, 2))
+        self.fig = Figure(figsize=(6, 2)); self.ax = self.fig.subplots()
         self.lines = [self.ax.plot([], [], color=col[c], lw=1.2, label=c)[0] for c in self.classes]
         self.ax.set_ylim(0, 1.02); self.ax.set_xlabel('time (s)'); self.ax.set_ylabel('probability')
         self.ax.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1, 1), frameon=False); self.fig.tight_layout()
@@ -724,7 +724,7 @@ class LiveView:
         for j, ln in enumerate(self.lines): ln.set_data(t, P[:, j])
         self.ax.set_xlim(max(0.0, fr.time_s - self.seconds), max(fr.time_s, 1e-3))
         import io
-        buf = io.BytesIO(); self.fig.canvas.print_png(buf); self.trace.value = buf.getvalue()
+        buf = io.BytesIO(); self.fig.savefig(buf, format='png'); self.trace.value = buf.getvalue()
 
     def _ipython_display_(self):
         from IPython.display import display
