@@ -15,8 +15,8 @@ __all__ = ['DATASETS', 'DEFAULT_STRIDE', 'MODEL_KINDS', 'DEFAULT_MODEL', 'DEFAUL
            'write_json', 'bouts_path', 'write_ethogram', 'class_colours', 'plot_ethogram', 'crop_of',
            'default_features_dir', 'limit_rows', 'stride_dir', 'dataset_features', 'majority_rate',
            'classify_benchmark', 'torch_threads', 'results_table', 'load_any_model', 'is_frame_model',
-           'check_model_features', 'model_proba', 'predict_video', 'evaluate_model', 'skipped_lines', 'add_bench',
-           'add_cli']
+           'check_model_features', 'model_proba', 'PredictionWarning', 'predict_video', 'evaluate_model',
+           'skipped_lines', 'add_bench', 'add_cli']
 
 # %% ../nbs/07_evaluate.ipynb #990ea18e
 import numpy as np
@@ -663,6 +663,9 @@ def model_proba(m, seqs) -> np.ndarray:
     from mousebehav import lstm as L, frame_model as FM
     return (FM if is_frame_model(m) else L).predict_proba(m, seqs)
 
+class PredictionWarning(UserWarning):
+    "A doubtful prediction: a video in which the mouse was found in few frames."
+
 def predict_video(model, video, crop=None, features_dir=None, threshold: float|None = None,
                   min_frames: int = 1, causal: bool = True, window: int|None = None,
                   progress: bool = False, extract_kw: dict|None = None) -> pd.DataFrame:
@@ -671,7 +674,9 @@ def predict_video(model, video, crop=None, features_dir=None, threshold: float|N
     a frame model's per-frame probabilities (`frame_model.predict_frames_proba` on the whole store), an LSTM's
     `lstm.predict_frames` (`window`: its context, LSTM only); `time_s` is each frame's real time (`mousebehav.video.frame_times`: the container's
     timestamps). With `threshold`, labels are stabilised (`stabilise(threshold, min_frames)`). Features are cached in
-    `features_dir` under a name holding the video's content key, and reused only for the same content."""
+    `features_dir` under a name holding the video's content key, and reused only for the same content. A video in which
+    no frame has a mouse raises `EvaluationError` (nothing to label); one with a mouse in under half of its frames
+    gives a `PredictionWarning`."""
     from mousebehav import lstm as L, features as F, frame_model as FM
     from mousebehav.video import probe, frame_times, Crop
     tm = load_any_model(model) if isinstance(model, (str, Path)) else model
@@ -685,6 +690,13 @@ def predict_video(model, video, crop=None, features_dir=None, threshold: float|N
     fp = _cached_or_extract(fp, video, tm.backbone, crop, stride, progress=progress, **(extract_kw or {}))
     feats = F.load_features(fp)
     x = np.asarray(feats.features, np.float32); fi = np.asarray(feats.frame_index, np.int64)
+    if feats.detected is not None and len(fi):
+        found = float(np.mean(feats.detected))
+        if found == 0: raise EvaluationError(f"{video}: no mouse was found in any of its {info.frame_count} frames, so there is "
+                                             f"nothing to label (look at `mousebehav segment {video.name} --report DIR`)")
+        if found < 0.5: warnings.warn(f"{video}: a mouse was found in only {found:.0%} of its frames; the frames without one "
+                                      f"carry the descriptors of the last frame with one (look at `mousebehav segment --report`)",
+                                      PredictionWarning, stacklevel=2)
     step = float(np.median(np.diff(fi))) if len(fi) > 1 else float(stride)
     check_model_features(tm, feats.backbone, x.shape[1], info.fps / step)
     probs = np.asarray(FM.predict_frames_proba(tm, x, what=str(fp)) if is_frame_model(tm) else

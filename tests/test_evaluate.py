@@ -143,3 +143,15 @@ def test_evaluate_cli(bench_run, tmp_path):
     assert rc == 0
     m = json.loads((tmp_path/'ev'/'metrics.json').read_text())
     assert m['n_sequences'] == len(stores) and 0 <= m['accuracy'] <= 1
+
+
+def test_predict_refuses_a_video_without_a_mouse(tmp_path, field_cases, capsys):
+    "No mouse in any frame (a one-frame clip: nothing to subtract; an arena corner): an error naming the video, no CSV."
+    from mousebehav.data import fetch_file
+    of = fetch_file('dlc-openfield', 'm3v1mp4.mp4')
+    for args in ([str(field_cases/'one.mp4')], [str(of), '--crop', '0,0,30,30']):
+        out = tmp_path/'eth.csv'
+        assert main(['predict', *args, '--out', str(out), '--features-dir', str(tmp_path/'f')]) == 2
+        err = capsys.readouterr().err
+        assert 'no mouse was found in any of its' in err and Path(args[0]).name in err and 'Traceback' not in err
+        assert not out.exists() and not (tmp_path/'eth_bouts.csv').exists()
