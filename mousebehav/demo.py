@@ -35,7 +35,7 @@ def _demo_video(labels: pd.DataFrame, fold: int = 0) -> dict:
 def _segmentation_figure(labels, feats: dict, folder: Path):
     "One frame of one panel per class, with the bounding box the segmentation found."
     import cv2, matplotlib.pyplot as plt
-    from mousebehav import features as F
+    from mousebehav.store import load_features
     from mousebehav.video import read_frame, to_rgb
     from mousebehav.sequences import class_map
     cmap = class_map(DEMO_CLASSES); picks = []
@@ -43,7 +43,7 @@ def _segmentation_figure(labels, feats: dict, folder: Path):
         r = labels[labels.behavior.map(cmap) == cls].iloc[0]; picks.append((cls, r))
     fig, axs = plt.subplots(1, len(picks), figsize=(3 * len(picks), 2.8), squeeze=False)
     for ax, (cls, r) in zip(axs[0], picks):
-        crop = crop_of(r); st = F.load_features(feats[(r['video'], crop)])
+        crop = crop_of(r); st = load_features(feats[(r['video'], crop)])
         bb = np.asarray(getattr(st, 'bbox', np.zeros((0, 4))))
         j = len(st.frame_index) // 2; fi = int(st.frame_index[j])
         im = to_rgb(read_frame(folder/r['video'], fi, crop)).copy()

@@ -396,10 +396,8 @@ def stride_dir(features_dir, stride: int = 1) -> Path:
 
 def _stale(p: Path, fingerprint: str, backbone: str, crop: str, stride: int) -> str|None:
     "Why the cached store `p` cannot serve (video content, backbone, crop, stride, unfinished, unreadable), or None."
-    import h5py
-    from mousebehav import features as F
-    try:
-        with h5py.File(p, 'r') as f: a = F._attrs(f)
+    from mousebehav import store as ST
+    try: a = ST.read_attrs(p)
     except OSError as e: return f"unreadable ({e})"
     have = a.get('video_fingerprint')
     if have != fingerprint:
@@ -407,8 +405,8 @@ def _stale(p: Path, fingerprint: str, backbone: str, crop: str, stride: int) -> 
     for k, want in (('backbone', backbone), ('crop', crop), ('stride', stride)):
         if a.get(k) != want: return f"{k} {a.get(k)!r}, not {want!r}"
     if not a.get('complete', False): return 'unfinished'
-    try: F.load_features(p)
-    except F.FeatureError as e: return str(e)
+    try: ST.load_features(p)
+    except ST.FeatureError as e: return str(e)
     return None
 
 def _cached_or_extract(p, video, backbone, crop, stride, progress=False, **extract_kw) -> Path:
@@ -416,33 +414,32 @@ def _cached_or_extract(p, video, backbone, crop, stride, progress=False, **extra
     never the file's name) with `backbone`, `crop` and `stride`, and is finished and sound; otherwise it is rebuilt
     by `extract` (an unfinished store of the same content resumes). The store records the content it was made from."""
     import h5py
-    from mousebehav import features as F
+    from mousebehav import features as F, store as ST
     from mousebehav.video import file_fingerprint, Crop
     p, c = Path(p), Crop.parse(crop)
     fp = file_fingerprint(video); want_crop = '' if c is None else str(c)
     if p.exists():
         if _stale(p, fp, backbone, want_crop, stride) is None: return p
         p.unlink()
-    part = F._partial(p)
+    part = ST.partial_path(p)
     if part.exists():
-        try:
-            with h5py.File(part, 'r') as f: same = F._attrs(f).get('video_fingerprint') == fp
+        try: same = ST.read_attrs(part).get('video_fingerprint') == fp
         except OSError: same = False
         if not same: part.unlink()
     out = Path(F.extract(video, p, backbone=backbone, crop=crop, stride=stride, progress=progress, **extract_kw))
     if out == p:
         with h5py.File(p, 'r+') as f:
-            have = F._attrs(f).get('video_fingerprint')
+            have = ST.h5_attrs(f).get('video_fingerprint')
             if have is None: f.attrs['video_fingerprint'] = fp     # a store kind that does not record it itself
             elif have != fp:
-                raise F.FeatureError(f"{video}: the file changed while its features were extracted; run again")
+                raise ST.FeatureError(f"{video}: the file changed while its features were extracted; run again")
     return out
 
 def dataset_features(dataset: str, labels: pd.DataFrame, features_dir, backbone: str = 'efficientnet_lite0',
                      stride: int = 1, progress: bool = False, **extract_kw) -> dict:
     """Extract (or reuse) features of every `stride`-th frame of every (video, crop) in `labels`
     → `{(video, crop): store path}`."""
-    from mousebehav import features as F
+    from mousebehav.store import features_path
     folder = fetch(dataset); fdir = stride_dir(features_dir, stride); out = {}
     keys = sorted({(r['video'], crop_of(r)) for r in labels.to_dict('records')}, key=str)
     it = keys
@@ -450,7 +447,7 @@ def dataset_features(dataset: str, labels: pd.DataFrame, features_dir, backbone:
         from tqdm.auto import tqdm
         it = tqdm(keys, desc=f'features {dataset}', unit='store')
     for video, crop in it:
-        p = F.features_path(fdir, folder/video, crop, keyed=True)
+        p = features_path(fdir, folder/video, crop, keyed=True)
         out[(video, crop)] = _cached_or_extract(p, folder/video, backbone, crop, stride, progress=False, **extract_kw)
     return out
 
@@ -677,7 +674,7 @@ def predict_video(model, video, crop=None, features_dir=None, threshold: float|N
     `features_dir` under a name holding the video's content key, and reused only for the same content. A video in which
     no frame has a mouse raises `EvaluationError` (nothing to label); one with a mouse in under half of its frames
     gives a `PredictionWarning`."""
-    from mousebehav import lstm as L, features as F, frame_model as FM
+    from mousebehav import lstm as L, store as ST, frame_model as FM
     from mousebehav.video import probe, frame_times, Crop
     tm = load_any_model(model) if isinstance(model, (str, Path)) else model
     video = Path(video); info = probe(video)
@@ -686,9 +683,9 @@ def predict_video(model, video, crop=None, features_dir=None, threshold: float|N
     crop = None if crop is None else str(crop)
     stride = max(1, int(round(info.fps / tm.fps)))   # feature rows at the model's rate
     fdir = stride_dir(features_dir or default_features_dir(tm.backbone), stride)
-    fp = Path(F.features_path(fdir, video, crop, keyed=True))
+    fp = Path(ST.features_path(fdir, video, crop, keyed=True))
     fp = _cached_or_extract(fp, video, tm.backbone, crop, stride, progress=progress, **(extract_kw or {}))
-    feats = F.load_features(fp)
+    feats = ST.load_features(fp)
     x = np.asarray(feats.features, np.float32); fi = np.asarray(feats.frame_index, np.int64)
     if feats.detected is not None and len(fi):
         found = float(np.mean(feats.detected))
@@ -728,7 +725,7 @@ def evaluate_model(model, labels, features: dict, window: int|None = None, subje
     row, video, behavior, reason): rows of a video or crop with no feature store given, and rows whose behaviour has
     no class among the model's. Probabilities that are not finite numbers raise `EvaluationError`."""
     from mousebehav import sequences as S
-    from mousebehav.features import load_features as load_store
+    from mousebehav.store import load_features as load_store
     tm = load_any_model(model) if isinstance(model, (str, Path)) else model
     features = {(k if isinstance(k, tuple) else (k, None)): v for k, v in features.items()}
     if isinstance(labels, (str, os.PathLike)):

@@ -11,11 +11,11 @@ from typing import Iterable, Iterator
 
 # %% auto #0
 __all__ = ['BACKBONES', 'FILL', 'CHECKED', 'CHUNK_S', 'LEAD_S', 'OVERLAP_S', 'LEAD_ROWS', 'MIN_CHUNK_S', 'STAGES', 'USER_ERRORS',
-           'FeatureError', 'WeightsError', 'BackboneSpec', 'Backbone', 'file_sha256', 'pick_device', 'load_backbone',
-           'prepare_crop', 'content_key', 'features_path', 'Features', 'nonfinite_rows', 'check_store', 'load_features',
+           'WeightsError', 'BackboneSpec', 'Backbone', 'file_sha256', 'pick_device', 'load_backbone', 'prepare_crop',
            'default_threads', 'default_workers', 'FeatureWarning', 'plan_chunks', 'priming_windows',
            'chunk_differences', 'extract', 'extract_many', 'crops_for', 'segmentation_reports', 'add_cli', 'bare_fps',
-           'repeat_video', 'bench_extract', 'add_bench']
+           'repeat_video', 'bench_extract', 'add_bench', 'FeatureError', 'Features', 'check_store', 'content_key',
+           'features_path', 'load_features', 'nonfinite_rows']
 
 # %% ../nbs/04_features.ipynb #4f096504
 import cv2
@@ -26,11 +26,11 @@ from torch import nn
 
 # %% ../nbs/04_features.ipynb #8dfda6dc
 from .video import Crop, FrameBatch, VideoError, VideoInfo, iter_batches, probe, read_frame
+from .store import (FeatureError, Features, check_store, content_key, features_path, load_features,
+                              nonfinite_rows, write_store, create_datasets as _datasets, h5_attrs as _attrs,
+                              partial_path as _partial)
 
 # %% ../nbs/04_features.ipynb #c7d933c0
-class FeatureError(RuntimeError):
-    "Bad feature-extraction input: unknown backbone, missing weights, a store made with other settings, …"
-
 class WeightsError(FeatureError):
     "Pretrained weights are missing, cannot be downloaded, or do not fit the network."
 
@@ -225,116 +225,8 @@ def prepare_crop(frame: np.ndarray, mask: np.ndarray|None, bbox, size: int, fill
     out[y0:y0 + nh, x0:x0 + nw] = r
     return out
 
-# %% ../nbs/04_features.ipynb #4b872570
-def content_key(video) -> str:
-    "A short key (10 hex digits) of the video file's content (`mousebehav.video.file_fingerprint`), never of its name."
-    from mousebehav.video import file_fingerprint
-    return hashlib.sha1(file_fingerprint(video).encode()).hexdigest()[:10]
-
-def features_path(out_dir, video, crop=None, keyed: bool = False) -> Path:
-    """Where the feature store of `video` (or of its `crop` panel) lives in `out_dir`: `<stem>[__x0-y0-x1-y1].h5`.
-    `keyed` adds the video's `content_key` (`<stem>[__x0-y0-x1-y1]__<key>.h5`): the feature caches use it, so that
-    two videos with one file name (`cam1.mp4` in two session folders) get two stores, and so does a video replaced
-    in place by other content."""
-    c = Crop.parse(crop)
-    stem = Path(video).stem + ('' if c is None else f'__{c.x0}-{c.y0}-{c.x1}-{c.y1}')
-    if keyed: stem += f'__{content_key(video)}'
-    return Path(out_dir)/f'{stem}.h5'
-
-def _partial(path: Path) -> Path: return path.with_name(path.stem + '.partial.h5')
-
-# %% ../nbs/04_features.ipynb #e38a3cde
-@dataclass
-class Features:
-    "A feature store read back into memory."
-    features: np.ndarray     # (T, D) float32/float16 features
-    frame_index: np.ndarray  # (T,) int64 frame numbers in the video
-    bbox: np.ndarray         # (T, 4) int32 boxes cut out
-    attrs: dict              # every attribute of the store
-    fps: float               # the video's frame rate (rows are `stride` frames apart)
-    backbone: str            # backbone name
-    detected: np.ndarray|None = None  # (T,) bool, False where no mouse was found
-    path: str = ''
-
-def _attrs(f) -> dict:
-    out = {}
-    for k, v in f.attrs.items():
-        if isinstance(v, bytes): v = v.decode()
-        elif isinstance(v, np.generic): v = v.item()
-        elif isinstance(v, np.ndarray): v = v.tolist()
-        out[k] = v
-    return out
-
-def _frames_named(frames, k: int = 5) -> str:
-    "'frames 3, 4, 9' or 'frames 3, 4, 9, 10, 11, … (57 rows)'."
-    s = ', '.join(str(int(i)) for i in frames[:k])
-    return f"frame{'s' if len(frames) > 1 else ''} {s}" + (f", … ({len(frames)} rows)" if len(frames) > k else '')
-
-def nonfinite_rows(x, block: int = 1 << 16) -> np.ndarray:
-    "Indices of the rows of a (T, D) array that hold NaN or ±inf (checked in blocks: no (T, D) temporary for a long video)."
-    x = np.asarray(x)
-    if x.ndim != 2: x = x.reshape(len(x), -1) if x.size else x.reshape(len(x), 0)
-    out = [np.flatnonzero(~np.isfinite(x[i:i + block]).all(1)) + i for i in range(0, len(x), block)]
-    return np.concatenate(out) if out else np.zeros(0, np.int64)
-
-def check_store(F, name=None):
-    """Raise `FeatureError` naming the store (`name`, default `F.path`) and the rows when a loaded store (`Features`
-    or alike: `features`, `frame_index`, optional `bbox`, `attrs`) holds numbers that are not finite (NaN, ±inf),
-    frame numbers that are negative, not increasing or past the video's end, or boxes outside the frame. Returns `F`."""
-    name = name or getattr(F, 'path', '') or '<features>'
-    x, fi = np.asarray(F.features), np.asarray(F.frame_index)
-    a = getattr(F, 'attrs', None) or {}
-    bb = getattr(F, 'bbox', None)
-    if x.ndim != 2: raise FeatureError(f"{name}: features must be (T, D), got shape {x.shape}")
-    T, errs = len(x), []
-    if fi.shape != (T,): raise FeatureError(f"{name}: {T} feature rows but frame_index of shape {fi.shape}")
-    if fi.dtype.kind not in 'iu': raise FeatureError(f"{name}: frame_index holds {fi.dtype} numbers, not integers")
-    bad = nonfinite_rows(x)
-    if len(bad): errs.append(f"{len(bad)} feature row(s) hold numbers that are not finite (NaN or inf) at {_frames_named(fi[bad])}")
-    bad = np.flatnonzero(fi < 0)
-    if len(bad): errs.append(f"negative frame numbers in {len(bad)} row(s) (rows {', '.join(map(str, bad[:5]))})")
-    bad = np.flatnonzero(np.diff(fi) <= 0) + 1
-    if len(bad): errs.append(f"frame numbers not increasing at {len(bad)} row(s): {_frames_named(fi[bad])} (after {_frames_named(fi[bad - 1])})")
-    n = a.get('video_frame_count')
-    if n is not None and T:
-        bad = np.flatnonzero(fi >= int(n))
-        if len(bad): errs.append(f"{len(bad)} row(s) past the end of the {int(n)}-frame video: {_frames_named(fi[bad])}")
-    fps = a.get('video_fps')
-    if fps is not None and not (np.isfinite(float(fps)) and float(fps) > 0): errs.append(f"video_fps {fps!r} is not a positive number")
-    if bb is not None:
-        bb = np.asarray(bb)
-        if bb.shape != (T, 4): errs.append(f"bbox of shape {bb.shape} for {T} rows (needs ({T}, 4))")
-        else:
-            W, H = a.get('width'), a.get('height')
-            none = (bb < 0).all(1)          # [-1, -1, -1, -1]: no box in this frame
-            ok = (bb[:, 0] >= 0) & (bb[:, 1] >= 0) & (bb[:, 0] <= bb[:, 2]) & (bb[:, 1] <= bb[:, 3])
-            if W is not None and H is not None: ok &= (bb[:, 2] <= int(W)) & (bb[:, 3] <= int(H))
-            bad = np.flatnonzero(~(ok | none))
-            if len(bad): errs.append(f"{len(bad)} box(es) outside the {W}×{H} frame or upside down at {_frames_named(fi[bad])} "
-                                     f"(first: {bb[bad[0]].tolist()})")
-    if errs: raise FeatureError(f"{name}: " + '; '.join(errs) + "; extract this store again (delete it first)")
-    return F
-
-def load_features(path, allow_partial: bool = False) -> Features:
-    """Read a feature store (refuses an incomplete one unless `allow_partial`), checked by `check_store`:
-    a store with NaN/inf features, broken frame numbers or boxes raises `FeatureError` naming it and the rows."""
-    p = Path(path)
-    if not p.exists():
-        import glob
-        chunks = glob.glob(glob.escape(str(p.with_name(p.stem))) + '.chunk[0-9][0-9][0-9][0-9].partial.h5')
-        hint = (f" (an unfinished run left {_partial(p).name}: run extract again to finish it)" if _partial(p).exists() else
-                f" (an unfinished run left {len(chunks)} chunk store(s), {p.stem}.chunk*.partial.h5: run extract again to finish it)"
-                if chunks else '')
-        raise FeatureError(f"{p}: no such feature store{hint}")
-    try:
-        with h5py.File(p, 'r') as f:
-            a = _attrs(f); n = int(a.get('n_done', len(f['features'])))
-            if not a.get('complete', False) and not allow_partial:
-                raise FeatureError(f"{p}: incomplete feature store ({n} of the frames written); run extract again to finish it")
-            F = Features(f['features'][:n], f['frame_index'][:n], f['bbox'][:n], a, float(a['video_fps']),
-                         str(a['backbone']), f['detected'][:n] if 'detected' in f else None, str(p))
-    except (OSError, KeyError, TypeError, ValueError) as e: raise FeatureError(f"{p}: not a mousebehav feature store ({e})") from None
-    return check_store(F)
+# %% ../nbs/04_features.ipynb #a11e5701
+_all_ = ['FeatureError', 'Features', 'check_store', 'content_key', 'features_path', 'load_features', 'nonfinite_rows']
 
 # %% ../nbs/04_features.ipynb #fdd430e7
 CHECKED = ('backbone', 'weights_sha256', 'input_size', 'feature_dim', 'fill', 'dtype', 'precision', 'segmentation',
@@ -399,13 +291,6 @@ class _Store:
 
     def close(self):
         if self.f is not None: self.f.close(); self.f = None
-
-def _datasets(f, n: int, dim: int, dtype, chunk: int = 64):
-    "The four datasets of a feature store, `n` rows long and resizable (the layout every store shares)."
-    f.create_dataset('features', (n, dim), dtype, maxshape=(None, dim), chunks=(chunk, dim))
-    f.create_dataset('frame_index', (n,), np.int64, maxshape=(None,), chunks=(1024,))
-    f.create_dataset('bbox', (n, 4), np.int32, maxshape=(None, 4), chunks=(1024, 4))
-    f.create_dataset('detected', (n,), bool, maxshape=(None,), chunks=(1024,))
 
 # %% ../nbs/04_features.ipynb #c5b6bcdc
 def _seg_source(segmentation, info: VideoInfo, crop, stride: int, prime: bool = True, first: int = 0):

@@ -205,7 +205,7 @@ def _frames_of(s, rows: np.ndarray, k: int = 5) -> str:
 def check_finite(xs, seqs=None, what: str = 'features'):
     """Raise `NonFiniteError` when any of the `(T_i, D)` arrays `xs` holds NaN or ±inf, naming each such sequence
     (video, crop and frames, from `seqs`' `Sequence`s when given, else its index) and its first bad rows."""
-    from mousebehav.features import nonfinite_rows
+    from mousebehav.store import nonfinite_rows
     bad = []
     for i, x in enumerate(xs):
         rows = nonfinite_rows(x)

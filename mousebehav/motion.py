@@ -22,6 +22,8 @@ import numpy as np
 
 # %% ../nbs/04b_motion.ipynb #23ff5964
 from .video import Crop, file_fingerprint, iter_frames, probe
+from .store import (append_checkpoint, features_path, load_features, open_checkpoint, partial_path,
+                              read_attrs, write_store)
 
 # %% ../nbs/04b_motion.ipynb #d19ae89a
 class MotionError(ValueError):
@@ -331,12 +333,6 @@ def motion_descriptors(rows: np.ndarray, area: np.ndarray, fps: float, bands=BAN
 # %% ../nbs/04b_motion.ipynb #3364731a
 CHECKPOINT = 512   # frames between two saves of an unfinished run
 
-def _partial(path: Path) -> Path: return path.with_name(path.stem + '.partial.h5')
-
-def _read_attrs(path: Path) -> dict:
-    with h5py.File(path, 'r') as f:
-        return {k: (v.decode() if isinstance(v, bytes) else v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
-
 _COMPARED = ('backbone', 'columns', 'motion_params', 'segmentation', 'segmentation_params', 'video_name', 'video_bytes',
              'video_fingerprint', 'video_frame_count', 'crop', 'stride', 'chunks', 'chunk_start', 'chunk_stop', 'chunk_lead')
 
@@ -388,51 +384,17 @@ def _settings(info, video, crop, stride, method, seg_params, mparams) -> dict:
 def _resolve_out(out, video, crop) -> Path:
     out = Path(out)
     if out.suffix == '.h5': return out
-    from mousebehav.features import features_path
     return features_path(out, video, crop)
 
 _RAW = len(MOTION_COLUMNS) + len(STATE_COLUMNS)
 
 def _open_partial(tmp: Path, settings: dict):
-    "Open (resume) or create the unfinished store `tmp` → (h5py file, frames done)."
-    if tmp.exists():
-        try: have = _read_attrs(tmp)
-        except OSError as e:
-            if 'lock' in str(e): raise MotionError(f"{tmp}: another run is writing this store now; wait for it or choose another output folder") from None
-            print(f"warning: {tmp} is unreadable ({e}); starting it again", file=sys.stderr); tmp.unlink()
-        else:
-            bad = _differences(have, settings)
-            if bad: raise MotionError(f"{tmp}: an unfinished store made with other settings ({'; '.join(bad)}); delete it to start again")
-            f = h5py.File(tmp, 'a'); n = int(f.attrs['n_done'])
-            for k in ('raw', 'bbox', 'found'): f[k].resize(n, axis=0)
-            return f, n
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    f = h5py.File(tmp, 'w')
-    f.create_dataset('raw', (0, _RAW), np.float64, maxshape=(None, _RAW), chunks=(1024, _RAW))
-    f.create_dataset('bbox', (0, 4), np.int32, maxshape=(None, 4), chunks=(1024, 4))
-    f.create_dataset('found', (0,), bool, maxshape=(None,), chunks=(1024,))
-    for k, v in settings.items(): f.attrs[k] = v
-    f.attrs['n_done'] = 0; f.attrs['complete'] = False; f.flush()
-    return f, 0
+    "Open (resume) or create the unfinished store `tmp` (per-frame raw values, boxes, found) → (h5py file, frames done)."
+    return open_checkpoint(tmp, settings, {'raw': ((_RAW,), np.float64), 'bbox': ((4,), np.int32), 'found': ((), bool)},
+                           _differences, MotionError)
 
 def _append(f, rows, boxes, found):
-    n, m = int(f.attrs['n_done']), len(rows)
-    for k, v in (('raw', np.array(rows)), ('bbox', np.array(boxes, np.int32).reshape(-1, 4)), ('found', np.array(found, bool))):
-        f[k].resize(n + m, axis=0); f[k][n:] = v
-    f.attrs['n_done'] = n + m; f.flush()
-
-def _write_store(path: Path, settings: dict, feats, index, bbox, detected, head=None) -> Path:
-    "Write the finished store under a temporary name, then rename it to `path`."
-    tmp = path.with_name(path.stem + f'.writing-{os.getpid()}.h5')
-    try:
-        with h5py.File(tmp, 'w') as f:
-            f['features'] = feats; f['frame_index'] = index; f['bbox'] = bbox; f['detected'] = detected
-            if head is not None: f['head'] = np.asarray(head, np.float32)
-            for k, v in settings.items(): f.attrs[k] = v
-            f.attrs['n_done'] = len(feats); f.attrs['complete'] = True
-        os.replace(tmp, path)
-    finally: tmp.unlink(missing_ok=True)
-    return path
+    append_checkpoint(f, raw=np.array(rows), bbox=np.array(boxes, np.int32).reshape(-1, 4), found=np.array(found, bool))
 
 def block_means(d: np.ndarray, detected: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray]:
     """Rows 0, `stride`, 2·`stride`, …: each the mean of the frames of its block that had a mouse (zeros if none did),
@@ -464,14 +426,14 @@ def _prepare(video, out, crop=None, stride: int = 1, segmentation='imbs', params
     settings = _settings(info, video, c, stride, method, seg_params, mparams)
     out = _resolve_out(out, video, c)
     if out.exists():
-        try: have = _read_attrs(out)
+        try: have = read_attrs(out)
         except OSError as e: raise MotionError(f"{out}: exists but is not a readable store ({e}); delete it") from None
         bad = _differences(have, settings)
         if not bad and have.get('complete'): return out
         if not overwrite: raise MotionError(f"{out}: a store made with other settings exists ({'; '.join(bad)}); delete it, "
                                             f"choose another output folder, or pass overwrite=True")
         out.unlink()
-    if overwrite: _partial(out).unlink(missing_ok=True)
+    if overwrite: partial_path(out).unlink(missing_ok=True)
     seg = str(segmentation) if isinstance(segmentation, os.PathLike) else segmentation
     return dict(kind='motion', video=str(video), out=str(out), crop=None if c is None else str(c), stride=int(stride),
                 segmentation=seg, params=params, settings=settings, frames=int(info.frame_count), fps=float(info.fps),
@@ -552,8 +514,8 @@ def _finish(job: dict, parts, attrs: dict|None = None) -> Path:
     d = motion_descriptors(rows, states[:, 0], job['fps'], job['bands'], job['window_s'])
     feats, any_det = block_means(d, det, job['stride'])
     at = np.arange(0, len(raw), job['stride'])
-    out = _write_store(Path(job['out']), dict(job['settings'], **(attrs or {})), feats, at.astype(np.int64), bbox[at], any_det,
-                       np.nan_to_num(heads[at]))   # head: (0, 0) without a mouse
+    out = write_store(Path(job['out']), dict(job['settings'], **(attrs or {})), feats, at.astype(np.int64), bbox[at], any_det,
+                      extra={'head': np.nan_to_num(heads[at]).astype(np.float32)})   # head: (0, 0) without a mouse
     for p, _, _ in parts: Path(p).unlink(missing_ok=True)
     return out
 
@@ -573,7 +535,7 @@ def extract_motion(video, out, crop=None, stride: int = 1, segmentation='imbs', 
     naming a frame that does not decode. (`mousebehav.features.extract` runs long videos in chunks on several processes.)"""
     job = _prepare(video, out, crop, stride, segmentation, params, overwrite, flow, scale, bands, window_s)
     if isinstance(job, Path): return job
-    tmp = _partial(Path(job['out']))
+    tmp = partial_path(Path(job['out']))
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -600,7 +562,6 @@ def combine_stores(paths, out, overwrite: bool = True) -> Path:
     `detected` is true where every part found the mouse; `bbox` is the first part's. `out`: a `.h5` path or a folder
     (file named as the parts). An existing combined store at `out` is replaced (unless `overwrite=False`), any other
     file is refused. Written under a temporary name, then renamed."""
-    from mousebehav.features import load_features, features_path
     paths = [Path(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
     if len(paths) < 2: raise MotionError(f"combine_stores needs at least two stores (got {len(paths)})")
     Fs = [load_features(p) for p in paths]
@@ -637,7 +598,7 @@ def combine_stores(paths, out, overwrite: bool = True) -> Path:
     if out.suffix != '.h5': out = features_path(out, a0.get('video_name', p0.stem), a0.get('crop') or None)
     if any(out.resolve() == p.resolve() for p in paths): raise MotionError(f"{out}: the combined store would replace one of its parts")
     if out.exists():
-        try: old = _read_attrs(out)
+        try: old = read_attrs(out)
         except OSError as e: raise MotionError(f"{out}: exists and is not a readable store ({e}); delete it") from None
         if 'parts' not in old: raise MotionError(f"{out}: exists and is not a combined store; choose another output")
         if not overwrite: raise MotionError(f"{out}: a combined store exists (pass overwrite=True to replace it)")
@@ -652,7 +613,7 @@ def combine_stores(paths, out, overwrite: bool = True) -> Path:
                                            segmentation=str(F.attrs.get('segmentation', ''))) for p, F in zip(paths, Fs)]),
                     mousebehav_version=__version__)
     out.parent.mkdir(parents=True, exist_ok=True)
-    return _write_store(out, settings, feats, np.asarray(Fs[0].frame_index, np.int64), np.asarray(Fs[0].bbox, np.int32), det, head)
+    return write_store(out, settings, feats, np.asarray(Fs[0].frame_index, np.int64), np.asarray(Fs[0].bbox, np.int32), det, extra=None if head is None else {'head': np.asarray(head, np.float32)})
 
 # %% ../nbs/04b_motion.ipynb #287260c4
 def flow_overlay(prev_frame: np.ndarray, frame: np.ndarray, mask: np.ndarray|None = None, box=None, flow='dis',
@@ -706,7 +667,6 @@ def motion_browser(video, store, columns=('internal', 'front', 'back'), segmenta
     masks of `segmentation` — a `Segmentation` or .h5 file with masks — else the raw flow in the box), and the
     `columns` over time with a cursor."""
     import ipywidgets as widgets, matplotlib.pyplot as plt
-    from mousebehav.features import load_features
     from mousebehav.segment import load_segmentation
     from mousebehav.video import read_frame, to_rgb
     F = load_features(store) if isinstance(store, (str, os.PathLike)) else store
@@ -823,11 +783,11 @@ def _cmd_combine(args) -> int:
         if out.suffix == '.h5': raise MotionError("--out must be a folder when combining folders")
         for n in common:
             p = combine_stores([d/n for d in ins], out/n)
-            print(f"{p}  {len(json.loads(_read_attrs(p)['columns']))} columns")
+            print(f"{p}  {len(json.loads(read_attrs(p)['columns']))} columns")
         return 0
     if any(p.is_dir() for p in ins): raise MotionError("give either stores or folders of stores, not both")
     p = combine_stores(ins, args.out)
-    a = _read_attrs(p)
+    a = read_attrs(p)
     print(f"{p}  {a['backbone']}: {a['feature_dim']} columns")
     return 0
 

@@ -19,6 +19,8 @@ import numpy as np
 
 # %% ../nbs/04a_posture.ipynb #cfb87d5f
 from .video import Crop, file_fingerprint, iter_frames, probe
+from .store import (append_checkpoint, features_path, open_checkpoint, partial_path, read_attrs,
+                              write_store)
 
 # %% ../nbs/04a_posture.ipynb #c13d860e
 class PostureError(ValueError):
@@ -110,12 +112,6 @@ def every_nth(d: np.ndarray, stride: int) -> np.ndarray:
 # %% ../nbs/04a_posture.ipynb #64a63feb
 CHECKPOINT = 512   # frames between two saves of an unfinished run
 
-def _partial(path: Path) -> Path: return path.with_name(path.stem + '.partial.h5')
-
-def _read_attrs(path: Path) -> dict:
-    with h5py.File(path, 'r') as f:
-        return {k: (v.decode() if isinstance(v, bytes) else v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
-
 def _settings(info, video, crop, stride, method, seg_params) -> dict:
     from mousebehav import __version__
     w, h = crop.size if crop is not None else (info.width, info.height)
@@ -175,53 +171,20 @@ def _segmenter(segmentation, params, info, crop, first: int|None = 0):
 def _resolve_out(out, video, crop) -> Path:
     out = Path(out)
     if out.suffix == '.h5': return out
-    from mousebehav.features import features_path
     return features_path(out, video, crop)
 
 def _open_partial(tmp: Path, settings: dict):
-    "Open (resume) or create the unfinished store `tmp` → (h5py file, rows done)."
-    if tmp.exists():
-        try: have = _read_attrs(tmp)
-        except OSError as e:
-            if 'lock' in str(e): raise PostureError(f"{tmp}: another run is writing this store now; wait for it or choose another output folder") from None
-            print(f"warning: {tmp} is unreadable ({e}); starting it again", file=sys.stderr); tmp.unlink()
-        else:
-            bad = _differences(have, settings)
-            if bad: raise PostureError(f"{tmp}: an unfinished store made with other settings ({'; '.join(bad)}); delete it to start again")
-            f = h5py.File(tmp, 'a'); n = int(f.attrs['n_done'])
-            for k in ('raw', 'bbox', 'found'): f[k].resize(n, axis=0)
-            return f, n
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    f = h5py.File(tmp, 'w')
-    f.create_dataset('raw', (0, len(RAW_COLUMNS)), np.float64, maxshape=(None, len(RAW_COLUMNS)), chunks=(1024, len(RAW_COLUMNS)))
-    f.create_dataset('bbox', (0, 4), np.int32, maxshape=(None, 4), chunks=(1024, 4))
-    f.create_dataset('found', (0,), bool, maxshape=(None,), chunks=(1024,))
-    for k, v in settings.items(): f.attrs[k] = v
-    f.attrs['n_done'] = 0; f.flush()
-    return f, 0
+    "Open (resume) or create the unfinished store `tmp` (per-frame raw values, boxes, found) → (h5py file, rows done)."
+    return open_checkpoint(tmp, settings, {'raw': ((len(RAW_COLUMNS),), np.float64), 'bbox': ((4,), np.int32), 'found': ((), bool)},
+                           _differences, PostureError)
 
 def _rows_done(tmp: Path) -> int:
     "Rows an unfinished store holds (0 when there is none or it cannot be read)."
-    try: return int(_read_attrs(tmp).get('n_done', 0)) if Path(tmp).exists() else 0
+    try: return int(read_attrs(tmp).get('n_done', 0)) if Path(tmp).exists() else 0
     except OSError: return 0
 
 def _append(f, rows, boxes, found):
-    n, m = int(f.attrs['n_done']), len(rows)
-    for k, v in (('raw', np.array(rows)), ('bbox', np.array(boxes, np.int32)), ('found', np.array(found, bool))):
-        f[k].resize(n + m, axis=0); f[k][n:] = v
-    f.attrs['n_done'] = n + m; f.flush()
-
-def _write_store(path: Path, settings: dict, feats, index, bbox, detected) -> Path:
-    "Write the finished store under a temporary name, then rename it to `path`."
-    tmp = path.with_name(path.stem + f'.writing-{os.getpid()}.h5')
-    try:
-        with h5py.File(tmp, 'w') as f:
-            f['features'] = feats; f['frame_index'] = index; f['bbox'] = bbox; f['detected'] = detected
-            for k, v in settings.items(): f.attrs[k] = v
-            f.attrs['n_done'] = len(feats); f.attrs['complete'] = True
-        os.replace(tmp, path)
-    finally: tmp.unlink(missing_ok=True)
-    return path
+    append_checkpoint(f, raw=np.array(rows), bbox=np.array(boxes, np.int32).reshape(-1, 4), found=np.array(found, bool))
 
 def _checked_frames(video, crop, start: int, stop: int, error=ValueError):
     """`iter_frames` from `start` to `stop`, every frame number in turn: a frame that does not decode (a gap in the
@@ -247,14 +210,14 @@ def _prepare(video, out, crop=None, stride: int = 1, segmentation='imbs', params
     settings = _settings(info, video, c, stride, method, seg_params)
     out = _resolve_out(out, video, c)
     if out.exists():
-        try: have = _read_attrs(out)
+        try: have = read_attrs(out)
         except OSError as e: raise PostureError(f"{out}: exists but is not a readable store ({e}); delete it") from None
         bad = _differences(have, settings)
         if not bad and have.get('complete'): return out
         if not overwrite: raise PostureError(f"{out}: a store made with other settings exists ({'; '.join(bad)}); delete it, "
                                              f"choose another output folder, or pass overwrite=True")
         out.unlink()
-    if overwrite: _partial(out).unlink(missing_ok=True)
+    if overwrite: partial_path(out).unlink(missing_ok=True)
     seg = str(segmentation) if isinstance(segmentation, os.PathLike) else segmentation
     return dict(kind='posture', video=str(video), out=str(out), crop=None if c is None else str(c), stride=int(stride),
                 segmentation=seg, params=params, settings=settings, frames=int(info.frame_count), fps=float(info.fps or 30.0))
@@ -310,7 +273,7 @@ def _finish(job: dict, parts, attrs: dict|None = None) -> Path:
     s = dict(job['settings'], **(attrs or {})); stride = job['stride']
     d = every_nth(posture_descriptors(raw, job['fps'], (s['width'], s['height'])), stride)
     rows_at = np.arange(0, len(raw), stride)
-    out = _write_store(Path(job['out']), s, d, rows_at.astype(np.int64), bbox[rows_at], det[rows_at])
+    out = write_store(Path(job['out']), s, d, rows_at.astype(np.int64), bbox[rows_at], det[rows_at])
     for p, _, _ in parts: Path(p).unlink(missing_ok=True)
     return out
 
@@ -325,7 +288,7 @@ def extract_posture(video, out, crop=None, stride: int = 1, segmentation='imbs',
     `PostureError` naming it. (`mousebehav.features.extract` runs long videos in chunks on several processes.)"""
     job = _prepare(video, out, crop, stride, segmentation, params, overwrite)
     if isinstance(job, Path): return job
-    tmp = _partial(Path(job['out']))
+    tmp = partial_path(Path(job['out']))
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -376,7 +339,7 @@ def posture_browser(video, store, columns=('speed', 'moving', 'size'), width: fl
     """An ipywidgets slider over the rows of a posture `store` (path or loaded `Features`) of `video`: the frame
     with the mouse's box, and the chosen descriptor traces with a cursor."""
     import ipywidgets as widgets, matplotlib.pyplot as plt
-    from mousebehav.features import load_features
+    from mousebehav.store import load_features
     from mousebehav.video import read_frame, to_rgb
     F = load_features(store) if isinstance(store, (str, os.PathLike)) else store
     names = json.loads(F.attrs.get('columns', json.dumps(POSTURE_COLUMNS)))

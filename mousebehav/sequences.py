@@ -577,7 +577,7 @@ class FeatureArray:
 
 def _load_store(f):
     if isinstance(f, (str, os.PathLike)):
-        from mousebehav.features import load_features
+        from mousebehav.store import load_features
         return load_features(f)
     return f
 
