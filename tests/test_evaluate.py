@@ -44,6 +44,28 @@ def test_cv_folds_are_disjoint():
     assert all(f['n_train'] + f['n_test'] == 30 for f in res['folds'])
 
 
+def test_cv_keeps_frame_predictions():
+    "A predict_fn that also gives every test frame's probabilities: cross_validate keeps them, each with its sequence's fold."
+    from mousebehav.sequences import synthetic_set
+    from mousebehav.evaluate import EvaluationError
+    ss = synthetic_set(20, length=(3, 9), dim=4, n_classes=2, n_folds=4, seed=1)
+    fit, pred = baseline_logreg()
+    def frames_of(test, off=0):                    # a frame's "probabilities": made from its sequence's fold and length
+        return [np.tile([s.fold / 10, 1 - s.fold / 10], (len(s.x) + off, 1)) for s in test.sequences]
+    res = cross_validate(ss, fit, lambda m, test: (pred(m, test), frames_of(test)))
+    fp = res['frame_predictions']
+    assert [r['fold'] for r in fp] == [r['fold'] for r in res['predictions']] == [int(s.fold) for s in ss.sequences]
+    assert [len(r['p']) for r in fp] == [len(s.x) for s in ss.sequences]
+    assert all(np.allclose(r['p'], [[r['fold'] / 10, 1 - r['fold'] / 10]]) for r in fp)
+    assert [r['true'] for r in fp] == [r['true'] for r in res['predictions']]
+    plain = cross_validate(ss, fit, pred)
+    assert 'frame_predictions' not in plain and plain['predictions'] == res['predictions']
+    with pytest.raises(EvaluationError, match='per-frame probabilities of shape'):
+        cross_validate(ss, fit, lambda m, test: (pred(m, test), frames_of(test, off=1)))
+    with pytest.raises(EvaluationError, match='not finite'):
+        cross_validate(ss, fit, lambda m, test: (pred(m, test), [q * np.nan for q in frames_of(test)]))
+
+
 def test_stabilise_and_bouts():
     p = np.tile([0.9, 0.1], (30, 1)); p[10] = [0.2, 0.8]; p[20:] = [0.1, 0.9]
     lab = stabilise(p, 0.6, 3)
