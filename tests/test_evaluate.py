@@ -109,7 +109,7 @@ def test_bench_classify_calibration(bench_run):
     "bench classify reports the headline model's held-out calibration and draws its reliability diagram."
     m = json.loads((bench_run/'run'/'metrics.json').read_text())
     c = m['calibration']
-    assert c['n_sequences'] == m['n_sequences'] == 10 and c['classes'] == m['classes']
+    assert c['n_sequences'] == m['n_sequences'] == 10 and c['classes'] == m['classes']; C = len(c['classes'])
     # ECE before calibration, computed here from the held-out predictions (10 equal-width bins of the top probability)
     P = np.array([r['p'] for r in m['predictions']]); y = np.array([m['classes'].index(r['true']) for r in m['predictions']])
     conf, ok = P.max(1), P.argmax(1) == y; b = np.minimum((conf * 10).astype(int), 9)
@@ -120,6 +120,20 @@ def test_bench_classify_calibration(bench_run):
     assert set(c['temperatures']) == {str(f['fold']) for f in m['folds']}
     assert len(c['curve']['threshold']) == len(c['curve']['precision']) == len(c['curve']['coverage'])
     assert (bench_run/'run'/'calibration.png').stat().st_size > 1000
+    # per frame, the headline: every held-out frame of the frame model, with its sequence's fold and class
+    fp, f = m['frame_predictions'], c['frames']
+    assert c['headline'] == 'frames' and [r['fold'] for r in fp] == [r['fold'] for r in m['predictions']]
+    assert [r['true'] for r in fp] == [r['true'] for r in m['predictions']]
+    Pf = np.concatenate([np.array(r['p']) for r in fp]); yf = np.repeat(y, [len(r['p']) for r in fp])
+    assert f['n_frames'] == len(Pf) == len(yf) and f['n_sequences'] == 10 and Pf.shape[1] == C
+    # the sequence's probabilities are the softmax of its frames' mean log-probability (frame_model.sequence_proba)
+    from mousebehav.frame_model import sequence_proba
+    assert np.allclose([sequence_proba(r['p']) for r in fp], P, atol=2e-3)
+    cf, okf = Pf.max(1), Pf.argmax(1) == yf; bf = np.minimum((cf * 10).astype(int), 9)
+    assert f['ece_before'] == pytest.approx(sum(abs(okf[bf == k].sum() - cf[bf == k].sum()) for k in range(10)) / len(yf))
+    assert f['accuracy'] == pytest.approx(okf.mean()) and f['temperature'] > 0 and 0 <= f['unsure'] <= 1
+    assert f['ece_after_ci95'][0] <= f['ece_after'] <= f['ece_after_ci95'][1]
+    assert set(f['thresholds']) == set(f['temperatures']) == {str(r['fold']) for r in m['folds']}
 
 
 def test_predict_csvs(bench_run, tmp_path):
