@@ -122,18 +122,30 @@ def _seq_info(s) -> dict:
 
 def cross_validate(seqset, fit_fn, predict_fn, folds=None, progress: bool = False, name: str = '') -> dict:
     """Grouped cross-validation: for each fold `k` of `seqset.folds`, `fit_fn(train)` on the other folds,
-    `predict_fn(model, test)` → `(n_test, C)` probabilities on fold `k`. Returns `metrics` pooled over all
-    held-out sequences plus `folds` (per-fold numbers and timings) and `predictions` (one row per sequence)."""
+    `predict_fn(model, test)` → `(n_test, C)` probabilities on fold `k`, or a pair (those, a list of each test
+    sequence's per-frame probabilities (T_i, C), T_i its frames: `frame_model.frame_model_fns(frames=True)`). Returns
+    `metrics` pooled over all held-out sequences plus `folds` (per-fold numbers and timings), `predictions` (one row
+    per sequence) and, when per-frame probabilities were given, `frame_predictions` (one row per held-out sequence:
+    video, crop, fold, start, end, true class, `p` its frames' probabilities (T_i × C, rounded to 4 decimals))."""
     allf = np.asarray(seqset.folds); y = np.asarray(seqset.y); classes = list(seqset.classes)
     fold_ids = sorted(set(allf.tolist())) if folds is None else list(folds)
     if len(fold_ids) < 2: raise EvaluationError(f"cross-validation needs at least 2 folds, the sequences have {fold_ids}")
-    P = np.full((len(y), len(classes)), np.nan); per_fold = []
+    P = np.full((len(y), len(classes)), np.nan); per_fold = []; PF = {}
     for k in fold_ids:
         tr, te = _fold_split(allf, k)
         if len(te) == 0: raise EvaluationError(f"fold {k} has no sequence")
         if len(tr) == 0: raise EvaluationError(f"fold {k}: nothing left to train on")
         t0 = time.perf_counter(); model = fit_fn(seqset.subset(tr)); t1 = time.perf_counter()
-        p = np.asarray(predict_fn(model, seqset.subset(te)), float); t2 = time.perf_counter()
+        p = predict_fn(model, seqset.subset(te)); t2 = time.perf_counter()
+        if isinstance(p, tuple):                         # (sequence probabilities, per-frame probabilities)
+            p, pf = p
+            if len(pf) != len(te): raise EvaluationError(f"fold {k}: predict_fn returned per-frame probabilities of {len(pf)} sequences, expected {len(te)}")
+            for i, q in zip(te, pf):
+                q = np.asarray(q, float); s = seqset.sequences[i]
+                if q.shape != (len(s.x), len(classes)):
+                    raise EvaluationError(f"fold {k}: {_seq_name(s)}: per-frame probabilities of shape {q.shape}, expected {(len(s.x), len(classes))}")
+                PF[int(i)] = check_probabilities(q, f"{name or 'model'} fold {k} {_seq_name(s)} per frame")
+        p = np.asarray(p, float)
         if p.shape != (len(te), len(classes)):
             raise EvaluationError(f"fold {k}: predict_fn returned shape {p.shape}, expected {(len(te), len(classes))}")
         check_probabilities(p, f"{name or 'model'} fold {k}", [_seq_name(seqset.sequences[i]) for i in te])
@@ -150,6 +162,8 @@ def cross_validate(seqset, fit_fn, predict_fn, folds=None, progress: bool = Fals
     res['fit_s'] = round(sum(f['fit_s'] for f in per_fold), 3)
     res['predictions'] = [_seq_info(seqset.sequences[i]) | {'true': classes[y[i]], 'pred': classes[int(P[i].argmax())],
                           'p': [round(float(v), 4) for v in P[i]]} for i in np.flatnonzero(done)]
+    if PF: res['frame_predictions'] = [_seq_info(seqset.sequences[i]) | {'true': classes[y[i]], 'p': np.round(PF[i], 4).tolist()}
+                                       for i in np.flatnonzero(done) if int(i) in PF]
     return res
 
 # %% ../nbs/07_evaluate.ipynb #54ad9c3a
@@ -504,8 +518,10 @@ def classify_benchmark(dataset: str = 'bsoid-panels', classes: str = 'seed', out
     `majority_rate` is the share of the most frequent class (the accuracy of always answering it). `backbone` may
     name combined inputs ('posture+motion'). `calibration` is the headline model's held-out calibration (`live.calibration_report`: ECE before and after
     cross-fitted temperature scaling, the `unsure` threshold for precision 0.9 and its held-out precision and share
-    unsure, the precision/coverage curve). Writes `out/metrics.json`, `out/confusion.png` and `out/calibration.png`
-    (reliability diagram, precision/coverage) when `out` is given;
+    unsure, the precision/coverage curve; per sequence, and for a frame model per frame in `calibration['frames']`,
+    the headline: the product labels frames; its per-frame probabilities are kept in `frame_predictions`). Writes
+    `out/metrics.json`, `out/confusion.png` and `out/calibration.png` (reliability diagrams, precision/coverage)
+    when `out` is given;
     `epochs` overrides both LSTM presets (a reduced run). Features are taken every `stride` frames (default
     `DEFAULT_STRIDE[dataset]`, 5 rows per second) and cached in `features_dir`. LSTM training uses `threads` PyTorch
     threads (default 1: these small recurrent models run fastest on one thread); None keeps PyTorch's setting.
@@ -561,7 +577,7 @@ def _classify_runs(seqs, dataset, classes, backbone, model, preset, main_cfg, pa
     import torch
     fm_cfg = FM.FrameModelConfig()
     runs = {  # name → (kind, make_fns(seed), seeds, description, config)
-        'frames': ('frames', lambda sd: FM.frame_model_fns(fm_cfg, seed=sd), range(seeds),
+        'frames': ('frames', lambda sd: FM.frame_model_fns(fm_cfg, frames=True, seed=sd), range(seeds),
                    'frame model: window statistics → extra trees on the frames of each bout', _config_dict(fm_cfg)),
         'logreg': ('pooled', lambda sd: baseline_logreg(), range(1),
                    'mean+std pooling, StandardScaler, LogisticRegression(C=1) (no seed: one run)', None),
@@ -586,6 +602,7 @@ def _classify_runs(seqs, dataset, classes, backbone, model, preset, main_cfg, pa
         'majority_rate': rate, 'majority_class': seqs.classes[maj],
         'baselines': {k: v[1] for k, v in done.items() if k != head},
         'predictions': res['predictions'], 'limit': limit, 'timings_s': timings,
+        **({'frame_predictions': res['frame_predictions']} if 'frame_predictions' in res else {}),
         'machine': {'cpu_count': os.cpu_count(), 'torch_threads': torch.get_num_threads(), 'platform': platform.platform()}}
     if save_model:
         t0 = time.perf_counter()

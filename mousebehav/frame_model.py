@@ -266,32 +266,39 @@ def sequence_proba(frame_p, eps: float = 1e-6) -> np.ndarray:
     e = np.exp(lp - lp.max())
     return e / e.sum()
 
-def predict_proba(fm: FrameModel, seqs) -> np.ndarray:
+def predict_proba(fm: FrameModel, seqs, frames: bool = False):
     """Class probabilities (n, C) of sequences — a `SequenceSet` (its backbone and frame rate must be the model's) or a
     list of (T, D) arrays at the model's frame rate — each the softmax of the mean log-probability of its frames
-    (repeated frames left out with `repeats='drop'`). Each sequence's windows stay inside it."""
+    (repeated frames left out with `repeats='drop'`). Each sequence's windows stay inside it. `frames=True`: also
+    every frame's probabilities, as `predict_frames_proba` gives them (a repeated frame gets those of the frame it
+    repeats) → ((n, C), list of n (T_i, C) arrays) — the same classifier call, nothing computed twice."""
     if isinstance(seqs, SequenceSet):
         if len(seqs): check_features(fm, seqs.backbone, seqs.feature_dim, seqs.fps)
         items = [(s.x, _seq_name(s, i)) for i, s in enumerate(seqs.sequences)]
     else: items = [(x, f"sequence {i}") for i, x in enumerate(seqs)]
-    if not items: return np.zeros((0, len(fm.classes)))
-    Ws = []
+    if not items: return (np.zeros((0, len(fm.classes))), []) if frames else np.zeros((0, len(fm.classes)))
+    Ws, keeps = [], []
     for x, name in items:
         x = _check_x(fm, x, name)
         if len(x) == 0: raise FrameModelError(f"{name}: no frames")
-        Ws.append(_features(x, fm.fps, fm.config, name)[0])
+        W, keep = _features(x, fm.fps, fm.config, name); Ws.append(W); keeps.append((keep, len(x)))
     P = _proba(fm, np.concatenate(Ws))                    # one call for the frames of all sequences
-    return np.stack([sequence_proba(p) for p in np.split(P, np.cumsum([len(W) for W in Ws])[:-1])])
+    Ps = np.split(P, np.cumsum([len(W) for W in Ws])[:-1])
+    seq_p = np.stack([sequence_proba(p) for p in Ps])
+    if not frames: return seq_p                           # each frame: the last kept frame at or before it
+    return seq_p, [p[np.searchsorted(keep, np.arange(T), side='right') - 1] for p, (keep, T) in zip(Ps, keeps)]
 
 def predict(fm: FrameModel, seqs) -> list[str]:
     "The most probable class name of each sequence."
     return [fm.classes[i] for i in predict_proba(fm, seqs).argmax(1)]
 
-def frame_model_fns(config: FrameModelConfig|None = None, **overrides):
+def frame_model_fns(config: FrameModelConfig|None = None, frames: bool = False, **overrides):
     """`(fit_fn, predict_fn)` for `mousebehav.evaluate.cross_validate`, as `evaluate.lstm_fns`: `fit_fn(train)` fits on
-    the sequences it is handed (the training folds), `predict_fn(model, test)` → (n_test, C) probabilities."""
+    the sequences it is handed (the training folds), `predict_fn(model, test)` → (n_test, C) probabilities; with
+    `frames=True` → (those, each test sequence's per-frame probabilities (T_i, C)), which `cross_validate` keeps as
+    `frame_predictions` (the per-frame calibration of `live.calibration_report`)."""
     cfg = replace(config or FrameModelConfig(), **overrides)
-    return (lambda train: fit_frames(train, cfg)), (lambda fm, test: predict_proba(fm, test))
+    return (lambda train: fit_frames(train, cfg)), (lambda fm, test: predict_proba(fm, test, frames=frames))
 
 # %% ../nbs/06a_frame_model.ipynb #fm0028
 FORMAT = 'mousebehav-frame-model'

@@ -13,9 +13,9 @@ from pathlib import Path
 __all__ = ['USER_ERRORS', 'LiveError', 'Stabiliser', 'OnlinePosture', 'window_lag', 'OnlineWindows', 'LiveFrame',
            'temperature_scale', 'OnlineClassifier', 'measure_body_area', 'classify_video', 'frames_table',
            'open_source', 'paced', 'EthogramWriter', 'write_bouts', 'run_live', 'ece', 'fit_temperature',
-           'cross_fit_temperature', 'precision_coverage', 'unsure_threshold', 'calibration_report', 'plot_calibration',
-           'read_ethogram', 'review_bouts', 'boris_events', 'write_boris', 'review_browser', 'write_nwb', 'read_nwb',
-           'LiveView', 'bench_live', 'add_cli', 'add_bench']
+           'cross_fit_temperature', 'precision_coverage', 'unsure_threshold', 'frame_calibration', 'calibration_report',
+           'plot_calibration', 'read_ethogram', 'review_bouts', 'boris_events', 'write_boris', 'review_browser',
+           'write_nwb', 'read_nwb', 'LiveView', 'bench_live', 'add_cli', 'add_bench']
 
 # %% ../nbs/11_live.ipynb #cab54c41
 import cv2
@@ -175,8 +175,9 @@ class OnlineClassifier:
     (width, height) px of the (cropped) frames; `segmenter`: a `segment.Segmenter` (default IMBS at `fps`; prime it,
     e.g. `prime_from_video`, for a mouse that sits still at the start); `body_area`: see `OnlinePosture`;
     `threshold`/`min_frames`: stabilisation as `predict` (`evaluate.stabilise`, causal; None: the most probable
-    class); `temperature`: calibration (`fit_temperature`; 1: none); `unsure`: confidence below which the label is
-    'unsure' (None: never). `step(frame, index, time_s)` → the `LiveFrame`s answered now; `finish()` the rest.
+    class); `temperature`: calibration (`fit_temperature`; 1: none): the per-frame one, `calibration['frames']['temperature']`
+    of `bench classify`'s metrics.json (`frame_calibration`); `unsure`: calibrated confidence below which the label is
+    'unsure' (None: never): the per-frame `threshold` beside it. `step(frame, index, time_s)` → the `LiveFrame`s answered now; `finish()` the rest.
     Raises `LiveError` for a model it cannot run (not a frame model, not on posture, a frame rate that does not fit)."""
     def __init__(self, model, fps: float, frame_size, segmenter=None, body_area: float|None = None, body_s: float = 10.0,
                  threshold: float|None = None, min_frames: int = 3, temperature: float = 1.0, unsure: float|None = None):
@@ -505,11 +506,12 @@ def precision_coverage(conf, correct, weights=None, thresholds=None) -> pd.DataF
     conf = np.asarray(conf, float); correct = np.asarray(correct, float)
     w = np.ones(len(conf)) if weights is None else np.asarray(weights, float)
     ts = np.unique(np.r_[0.0, conf]) if thresholds is None else np.asarray(thresholds, float)
-    rows = []
-    for t in ts:
-        k = conf >= t; wk = w[k].sum()
-        rows.append((float(t), float(wk / w.sum()), float((w[k] * correct[k]).sum() / wk) if wk > 0 else float('nan')))
-    return pd.DataFrame(rows, columns=['threshold', 'coverage', 'precision'])
+    o = np.argsort(-conf, kind='stable'); neg = -conf[o]          # most confident first: running sums, O(N log N)
+    cw, cc = np.r_[0.0, np.cumsum(w[o])], np.r_[0.0, np.cumsum((w * correct)[o])]
+    n = np.searchsorted(neg, -ts, side='right')                    # how many have confidence >= t
+    wk = cw[n]
+    prec = np.divide(cc[n], wk, out=np.full(len(ts), np.nan), where=wk > 0)
+    return pd.DataFrame({'threshold': ts.astype(float), 'coverage': wk / cw[-1], 'precision': prec})
 
 def unsure_threshold(conf, correct, target: float = 0.9, weights=None) -> float:
     "The lowest confidence threshold whose kept predictions reach precision `target` (1.0 — all unsure — when none does)."
@@ -517,65 +519,136 @@ def unsure_threshold(conf, correct, target: float = 0.9, weights=None) -> float:
     ok = c[c.precision >= target]
     return float(ok.threshold.min()) if len(ok) else 1.0
 
-def calibration_report(cv_result: dict, target_precision: float = 0.9, bins: int = 10) -> dict:
-    """Calibration of a cross-validation's held-out predictions (`evaluate.cross_validate`'s result, or `bench
-    classify`'s metrics.json): ECE before and after cross-fitted temperature scaling (per sequence, and weighted by
-    frames), the temperatures per fold and `temperature` fitted on all folds (for `live --temperature`); an `unsure`
-    threshold for `target_precision`, chosen on the other folds for each held-out fold (`unsure_threshold`), with the
-    held-out `precision` of the labels that are not unsure and the share `unsure` (per sequence and per frame), and
-    `threshold` chosen on all folds (for `live --unsure`); the precision/coverage curve (`curve`); reliability bins;
-    `ece_floor` (and its 95th percentile): the mean ECE of a perfectly calibrated model with the calibrated
-    confidences, labels drawn from them (200 draws) — the ECE that sampling alone gives with this many predictions."""
-    P, y, folds, w, classes = _cv_arrays(cv_result)
+def _reliability(p, y, bins: int) -> list[dict]:
+    "Reliability bins of probabilities `p` (N, C) for true classes `y`: equal-width bins of the top probability, their count, mean confidence and accuracy."
+    c = p.max(1); b = np.minimum((c * bins).astype(int), bins - 1); r = []
+    for i in range(bins):
+        m = b == i
+        r.append(dict(lo=i / bins, hi=(i + 1) / bins, n=int(m.sum()), confidence=float(c[m].mean()) if m.any() else None,
+                      accuracy=float((p[m].argmax(1) == y[m]).mean()) if m.any() else None))
+    return r
+
+def _ece_floor(Pc, bins: int, draws: int = 200, seed: int = 0) -> list[float]:
+    "ECEs of a perfectly calibrated model with the confidences `Pc`: labels drawn from `Pc` itself, each prediction independently."
+    rng = np.random.default_rng(seed); cum = Pc.cumsum(1)
+    return [ece(Pc, (rng.random((len(Pc), 1)) > cum).sum(1).clip(0, Pc.shape[1] - 1), bins) for _ in range(draws)]
+
+def _held_out(P, y, folds, target: float, w=None):
+    """Cross-fitted temperature scaling and `unsure` thresholds: each fold's predictions calibrated with T fitted on the
+    other folds, and kept (not unsure) when their confidence reaches the threshold chosen on the other folds' calibrated
+    predictions → (calibrated P, {fold: T}, confidence, right, kept, {fold: threshold})."""
+    w = np.ones(len(y)) if w is None else w
     Pc, Ts = cross_fit_temperature(P, y, folds)
     conf, ok = Pc.max(1), (Pc.argmax(1) == y)
     keep = np.zeros(len(y), bool); thr = {}
     for k in sorted(set(folds.tolist())):
         te = folds == k
-        thr[int(k)] = unsure_threshold(conf[~te], ok[~te], target_precision, w[~te]); keep[te] = conf[te] >= thr[int(k)]
+        thr[int(k)] = unsure_threshold(conf[~te], ok[~te], target, w[~te]); keep[te] = conf[te] >= thr[int(k)]
+    return Pc, Ts, conf, ok, keep, thr
+
+def _frame_arrays(cv_result: dict):
+    "`cross_validate`'s `frame_predictions` → (per-frame P (N, C), true class (N,), fold (N,), held-out sequence number (N,)), or None."
+    fp = cv_result.get('frame_predictions'); classes = list(cv_result['classes'])
+    if not fp: return None
+    n = [len(r['p']) for r in fp]
+    if min(n) == 0: raise LiveError(f"frame_predictions: {fp[n.index(0)]['video']} has no frames")
+    P = np.concatenate([np.asarray(r['p'], float).reshape(-1, len(classes)) for r in fp])
+    y = np.repeat([classes.index(r['true']) for r in fp], n); folds = np.repeat([int(r['fold']) for r in fp], n)
+    return P, y, folds, np.repeat(np.arange(len(fp)), n)
+
+def frame_calibration(P, y, folds, seq, target_precision: float = 0.9, bins: int = 10, draws: int = 200) -> dict:
+    """Calibration of held-out per-frame probabilities `P` (N, C) — the unit the product labels — for true classes `y`
+    (N,) (a frame's class: its bout's), their cross-validation `folds` (N,) and held-out sequence `seq` (N,): ECE
+    before and after temperature scaling fitted on the other folds' frames (`cross_fit_temperature`), the `unsure`
+    threshold chosen on the other folds' calibrated frames for `target_precision` with the held-out `precision` of the
+    frames not unsure and the share `unsure`, the precision/coverage `curve`, reliability bins, `temperature` and
+    `threshold` fitted on all folds (for `live --temperature/--unsure`). `ece_floor` (and its 95th percentile): the
+    mean ECE of a perfectly calibrated model with these confidences, labels drawn independently per frame — a lower
+    bound, since the frames of one bout share their truth and much of their input; `*_ci95`: 2.5th–97.5th
+    percentiles over `draws` bootstrap resamples of the held-out sequences (each with all its frames), the spread
+    that comes from having this few bouts."""
+    P = check_probabilities(P, 'frame_calibration'); y, folds, seq = (np.asarray(a, np.int64) for a in (y, folds, seq))
+    if not len(P) == len(y) == len(folds) == len(seq): raise LiveError(f"frame_calibration: {len(P)} frames, {len(y)} classes, {len(folds)} folds, {len(seq)} sequence numbers")
+    Pc, Ts, conf, ok, keep, thr = _held_out(P, y, folds, target_precision)
+    floor = _ece_floor(Pc, bins, draws)
+    rng = np.random.default_rng(1); ids, inv = np.unique(seq, return_inverse=True); boot = []
+    for _ in range(draws):                          # bootstrap over sequences: draw counts → frame weights
+        wt = rng.multinomial(len(ids), np.full(len(ids), 1 / len(ids)))[inv].astype(float)
+        kept = (wt * keep).sum()
+        boot.append((ece(P, y, bins, wt), ece(Pc, y, bins, wt), (wt * keep * ok).sum() / kept if kept else np.nan, 1 - kept / wt.sum()))
+    ci = lambda j: [float(v) for v in np.nanpercentile(np.array(boot)[:, j], [2.5, 97.5])]
+    return dict(n_sequences=int(len(ids)), n_frames=int(len(y)), accuracy=float((P.argmax(1) == y).mean()),
+                ece_before=ece(P, y, bins), ece_after=ece(Pc, y, bins),
+                ece_floor=float(np.mean(floor)), ece_floor_p95=float(np.percentile(floor, 95)),
+                ece_before_ci95=ci(0), ece_after_ci95=ci(1),
+                temperature=fit_temperature(P, y), temperatures={str(k): v for k, v in Ts.items()},
+                target_precision=target_precision, threshold=unsure_threshold(conf, ok, target_precision),
+                thresholds={str(k): v for k, v in thr.items()},
+                precision=float(ok[keep].mean()) if keep.any() else float('nan'), unsure=float(1 - keep.mean()),
+                precision_ci95=ci(2), unsure_ci95=ci(3),
+                curve=precision_coverage(conf, ok, None, np.round(np.linspace(0, 1, 41), 3)).to_dict('list'),
+                reliability_before=_reliability(P, y, bins), reliability_after=_reliability(Pc, y, bins))
+
+def calibration_report(cv_result: dict, target_precision: float = 0.9, bins: int = 10) -> dict:
+    """Calibration of a cross-validation's held-out predictions (`evaluate.cross_validate`'s result, or `bench
+    classify`'s metrics.json). Per sequence (one probability vector per held-out bout): ECE before and after
+    cross-fitted temperature scaling (per sequence, and weighted by frames), the temperatures per fold and
+    `temperature` fitted on all folds; an `unsure` threshold for `target_precision`, chosen on the other folds for
+    each held-out fold (`unsure_threshold`), with the held-out `precision` of the labels that are not unsure and the
+    share `unsure` (per sequence and per frame), and `threshold` chosen on all folds; the precision/coverage curve
+    (`curve`); reliability bins; `ece_floor` (and its 95th percentile): the mean ECE of a perfectly calibrated model
+    with the calibrated confidences, labels drawn from them (200 draws) — the ECE that sampling alone gives with this
+    many predictions. When the result holds per-frame probabilities (`frame_predictions`: a frame model run with
+    `frame_model_fns(frames=True)`), `frames` holds the same for every held-out frame (`frame_calibration`) and is the
+    `headline`: the product labels frames, so its `temperature` and `threshold` are the ones for `live`."""
+    P, y, folds, w, classes = _cv_arrays(cv_result)
+    Pc, Ts, conf, ok, keep, thr = _held_out(P, y, folds, target_precision, w)
     def share(m, wt): return float(wt[m].sum() / wt.sum())
     def prec(m, wt): return float((wt[m] * ok[m]).sum() / wt[m].sum()) if m.any() else float('nan')
     one = np.ones(len(y))
-    def rel(p):
-        c = p.max(1); b = np.minimum((c * bins).astype(int), bins - 1); r = []
-        for i in range(bins):
-            m = b == i
-            r.append(dict(lo=i / bins, hi=(i + 1) / bins, n=int(m.sum()), confidence=float(c[m].mean()) if m.any() else None,
-                          accuracy=float((p[m].argmax(1) == y[m]).mean()) if m.any() else None))
-        return r
-    T_all = fit_temperature(P, y)
-    rng = np.random.default_rng(0)                  # the ECE of a perfectly calibrated model with these confidences:
-    cum = Pc.cumsum(1)                              # labels drawn from the calibrated probabilities themselves
-    floor = [ece(Pc, (rng.random((len(y), 1)) > cum).sum(1).clip(0, Pc.shape[1] - 1), bins) for _ in range(200)]
-    return dict(classes=classes, n_sequences=int(len(y)), n_frames=int(w.sum()), accuracy=float((P.argmax(1) == y).mean()),
-                ece_before=ece(P, y, bins), ece_after=ece(Pc, y, bins),
-                ece_before_frames=ece(P, y, bins, w), ece_after_frames=ece(Pc, y, bins, w),
-                ece_floor=float(np.mean(floor)), ece_floor_p95=float(np.percentile(floor, 95)),
-                temperature=T_all, temperatures={str(k): v for k, v in Ts.items()},
-                target_precision=target_precision, threshold=unsure_threshold(conf, ok, target_precision, w),
-                thresholds={str(k): v for k, v in thr.items()},
-                precision=prec(keep, one), unsure=1 - share(keep, one),
-                precision_frames=prec(keep, w), unsure_frames=1 - share(keep, w),
-                curve=precision_coverage(conf, ok, w, np.round(np.linspace(0, 1, 41), 3)).to_dict('list'),
-                reliability_before=rel(P), reliability_after=rel(Pc))
+    floor = _ece_floor(Pc, bins)
+    out = dict(classes=classes, n_sequences=int(len(y)), n_frames=int(w.sum()), accuracy=float((P.argmax(1) == y).mean()),
+               ece_before=ece(P, y, bins), ece_after=ece(Pc, y, bins),
+               ece_before_frames=ece(P, y, bins, w), ece_after_frames=ece(Pc, y, bins, w),
+               ece_floor=float(np.mean(floor)), ece_floor_p95=float(np.percentile(floor, 95)),
+               temperature=fit_temperature(P, y), temperatures={str(k): v for k, v in Ts.items()},
+               target_precision=target_precision, threshold=unsure_threshold(conf, ok, target_precision, w),
+               thresholds={str(k): v for k, v in thr.items()},
+               precision=prec(keep, one), unsure=1 - share(keep, one),
+               precision_frames=prec(keep, w), unsure_frames=1 - share(keep, w),
+               curve=precision_coverage(conf, ok, w, np.round(np.linspace(0, 1, 41), 3)).to_dict('list'),
+               reliability_before=_reliability(P, y, bins), reliability_after=_reliability(Pc, y, bins), headline='sequences')
+    fa = _frame_arrays(cv_result)
+    if fa is not None: out |= dict(frames=frame_calibration(*fa, target_precision=target_precision, bins=bins), headline='frames')
+    return out
+
+def _reliability_axes(ax, rep: dict, what: str):
+    ax.plot([0, 1], [0, 1], 'k:', lw=1)
+    for key, name, c in (('reliability_before', f"before (ECE {rep['ece_before']:.3f})", 'tab:red'),
+                         ('reliability_after', f"after, T cross-fitted (ECE {rep['ece_after']:.3f})", 'tab:blue')):
+        r = [b for b in rep[key] if b['n']]
+        ax.plot([b['confidence'] for b in r], [b['accuracy'] for b in r], 'o-', color=c, label=name)
+    if 'ece_after_ci95' in rep: ax.plot([], [], ' ', label="after: 95 %% over bouts %.3f–%.3f" % tuple(rep['ece_after_ci95']))
+    ax.plot([], [], ' ', label=f"floor {rep['ece_floor']:.3f} (95th pct. {rep['ece_floor_p95']:.3f})")
+    ax.set_xlabel('confidence (top probability)'); ax.set_ylabel('accuracy'); ax.set_xlim(0, 1); ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=8, loc='upper left'); ax.set_title(f'reliability {what}', fontsize=10)
 
 def plot_calibration(report: dict, width: float = 10):
-    "The reliability diagram before and after temperature scaling, and the precision/coverage curve, of a `calibration_report`."
+    """The reliability diagram before and after temperature scaling, and the precision/coverage curve, of a
+    `calibration_report`: per frame (the headline) when it has `frames`, with the per-sequence reliability beside."""
     import matplotlib.pyplot as plt
-    fig, axs = plt.subplots(1, 2, figsize=(width, width * 0.42))
-    ax = axs[0]; ax.plot([0, 1], [0, 1], 'k:', lw=1)
-    for key, name, c in (('reliability_before', f"before (ECE {report['ece_before']:.3f})", 'tab:red'),
-                         ('reliability_after', f"after, T cross-fitted (ECE {report['ece_after']:.3f})", 'tab:blue')):
-        r = [b for b in report[key] if b['n']]
-        ax.plot([b['confidence'] for b in r], [b['accuracy'] for b in r], 'o-', color=c, label=name)
-    ax.set_xlabel('confidence (top probability)'); ax.set_ylabel('accuracy'); ax.set_xlim(0, 1); ax.set_ylim(0, 1.02)
-    ax.legend(fontsize=8, loc='upper left'); ax.set_title('reliability', fontsize=10)
-    cv = report['curve']; ax = axs[1]
-    ax.plot(cv['coverage'], cv['precision'], '.-')
+    fr = report.get('frames')
+    fig, axs = plt.subplots(1, 3 if fr else 2, figsize=(width * (1.4 if fr else 1), width * 0.42))
+    head = fr or report
+    _reliability_axes(axs[0], head, f"per frame ({head['n_frames']} frames)" if fr else f"per sequence ({report['n_sequences']})")
+    cv = head['curve']; ax = axs[1]
+    ax.plot(cv['coverage'], cv['precision'], '.-', label='all held-out ' + ('frames' if fr else 'sequences, weighted by frames'))
     ax.axhline(report['target_precision'], color='k', ls=':', lw=1)
-    ax.plot([1 - report['unsure_frames']], [report['precision_frames']], 'r*', ms=12, label='held-out, threshold chosen on the other folds')
+    pt = (1 - fr['unsure'], fr['precision']) if fr else (1 - report['unsure_frames'], report['precision_frames'])
+    ax.plot([pt[0]], [pt[1]], 'r*', ms=12, label=f'held-out, threshold from the other folds:\n{pt[1]:.3f} at {1 - pt[0]:.0%} unsure')
     ax.set_xlabel('coverage (share of frames not unsure)'); ax.set_ylabel('precision of the labels given'); ax.set_ylim(0, 1.02)
-    ax.legend(fontsize=8, loc='lower left'); ax.set_title('precision / coverage', fontsize=10)
+    ax.legend(fontsize=8, loc='lower left'); ax.set_title('precision / coverage' + (' per frame' if fr else ''), fontsize=10)
+    if fr: _reliability_axes(axs[2], report, f"per sequence ({report['n_sequences']} bouts)")
     fig.tight_layout()
     return fig
 
@@ -859,8 +932,8 @@ def add_cli(sub):
     p.add_argument('--threshold', type=float, default=None, help='stabilise: a new label needs this probability ...')
     p.add_argument('--min-frames', type=int, default=3, help='... for this many consecutive frames (default 3)')
     p.add_argument('--body-area', type=float, default=None, metavar='PX', help="the mouse's median mask area (default: measured over the first 10 s)")
-    p.add_argument('--temperature', type=float, default=1.0, help='calibration temperature (calibration_report; default 1: none)')
-    p.add_argument('--unsure', type=float, default=None, metavar='P', help="label frames whose confidence is below P 'unsure'")
+    p.add_argument('--temperature', type=float, default=1.0, help="calibration temperature: calibration.frames.temperature in bench classify's metrics.json (default 1: none)")
+    p.add_argument('--unsure', type=float, default=None, metavar='P', help="label frames whose calibrated confidence is below P 'unsure' (calibration.frames.threshold in metrics.json)")
     p.add_argument('--max-frames', type=int, default=None, help='stop after N frames')
     p.add_argument('--nwb', default=None, metavar='FILE.nwb', help='also write bouts and probabilities to an NWB file')
     p.add_argument('--quiet', action='store_true', help='no progress lines')

@@ -44,6 +44,28 @@ def test_cv_folds_are_disjoint():
     assert all(f['n_train'] + f['n_test'] == 30 for f in res['folds'])
 
 
+def test_cv_keeps_frame_predictions():
+    "A predict_fn that also gives every test frame's probabilities: cross_validate keeps them, each with its sequence's fold."
+    from mousebehav.sequences import synthetic_set
+    from mousebehav.evaluate import EvaluationError
+    ss = synthetic_set(20, length=(3, 9), dim=4, n_classes=2, n_folds=4, seed=1)
+    fit, pred = baseline_logreg()
+    def frames_of(test, off=0):                    # a frame's "probabilities": made from its sequence's fold and length
+        return [np.tile([s.fold / 10, 1 - s.fold / 10], (len(s.x) + off, 1)) for s in test.sequences]
+    res = cross_validate(ss, fit, lambda m, test: (pred(m, test), frames_of(test)))
+    fp = res['frame_predictions']
+    assert [r['fold'] for r in fp] == [r['fold'] for r in res['predictions']] == [int(s.fold) for s in ss.sequences]
+    assert [len(r['p']) for r in fp] == [len(s.x) for s in ss.sequences]
+    assert all(np.allclose(r['p'], [[r['fold'] / 10, 1 - r['fold'] / 10]]) for r in fp)
+    assert [r['true'] for r in fp] == [r['true'] for r in res['predictions']]
+    plain = cross_validate(ss, fit, pred)
+    assert 'frame_predictions' not in plain and plain['predictions'] == res['predictions']
+    with pytest.raises(EvaluationError, match='per-frame probabilities of shape'):
+        cross_validate(ss, fit, lambda m, test: (pred(m, test), frames_of(test, off=1)))
+    with pytest.raises(EvaluationError, match='not finite'):
+        cross_validate(ss, fit, lambda m, test: (pred(m, test), [q * np.nan for q in frames_of(test)]))
+
+
 def test_stabilise_and_bouts():
     p = np.tile([0.9, 0.1], (30, 1)); p[10] = [0.2, 0.8]; p[20:] = [0.1, 0.9]
     lab = stabilise(p, 0.6, 3)
@@ -87,7 +109,7 @@ def test_bench_classify_calibration(bench_run):
     "bench classify reports the headline model's held-out calibration and draws its reliability diagram."
     m = json.loads((bench_run/'run'/'metrics.json').read_text())
     c = m['calibration']
-    assert c['n_sequences'] == m['n_sequences'] == 10 and c['classes'] == m['classes']
+    assert c['n_sequences'] == m['n_sequences'] == 10 and c['classes'] == m['classes']; C = len(c['classes'])
     # ECE before calibration, computed here from the held-out predictions (10 equal-width bins of the top probability)
     P = np.array([r['p'] for r in m['predictions']]); y = np.array([m['classes'].index(r['true']) for r in m['predictions']])
     conf, ok = P.max(1), P.argmax(1) == y; b = np.minimum((conf * 10).astype(int), 9)
@@ -98,6 +120,20 @@ def test_bench_classify_calibration(bench_run):
     assert set(c['temperatures']) == {str(f['fold']) for f in m['folds']}
     assert len(c['curve']['threshold']) == len(c['curve']['precision']) == len(c['curve']['coverage'])
     assert (bench_run/'run'/'calibration.png').stat().st_size > 1000
+    # per frame, the headline: every held-out frame of the frame model, with its sequence's fold and class
+    fp, f = m['frame_predictions'], c['frames']
+    assert c['headline'] == 'frames' and [r['fold'] for r in fp] == [r['fold'] for r in m['predictions']]
+    assert [r['true'] for r in fp] == [r['true'] for r in m['predictions']]
+    Pf = np.concatenate([np.array(r['p']) for r in fp]); yf = np.repeat(y, [len(r['p']) for r in fp])
+    assert f['n_frames'] == len(Pf) == len(yf) and f['n_sequences'] == 10 and Pf.shape[1] == C
+    # the sequence's probabilities are the softmax of its frames' mean log-probability (frame_model.sequence_proba)
+    from mousebehav.frame_model import sequence_proba
+    assert np.allclose([sequence_proba(r['p']) for r in fp], P, atol=2e-3)
+    cf, okf = Pf.max(1), Pf.argmax(1) == yf; bf = np.minimum((cf * 10).astype(int), 9)
+    assert f['ece_before'] == pytest.approx(sum(abs(okf[bf == k].sum() - cf[bf == k].sum()) for k in range(10)) / len(yf))
+    assert f['accuracy'] == pytest.approx(okf.mean()) and f['temperature'] > 0 and 0 <= f['unsure'] <= 1
+    assert f['ece_after_ci95'][0] <= f['ece_after'] <= f['ece_after_ci95'][1]
+    assert set(f['thresholds']) == set(f['temperatures']) == {str(r['fold']) for r in m['folds']}
 
 
 def test_predict_csvs(bench_run, tmp_path):

@@ -154,6 +154,35 @@ def test_calibration_lowers_ece():
     assert rep['ece_before'] > 0.15 and rep['ece_after'] < 0.03 and 2.8 < rep['temperature'] < 3.9
     assert rep['precision'] >= 0.85 and 0 < rep['unsure'] < 1
     assert L.ece(p, y) < 0.03                                      # the true probabilities are calibrated
+    assert rep['headline'] == 'sequences' and 'frames' not in rep
+
+
+def test_frame_calibration_lowers_ece():
+    "Per frame: bouts whose frames carry an over-confident model's probabilities, each frame's truth its bout's class."
+    rng = np.random.default_rng(1)
+    k = rng.integers(2, 9, 3000); q = rng.dirichlet(np.full(4, 0.5), 3000); yb = np.array([rng.choice(4, p=v) for v in q])
+    noise = [rng.normal(0, 0.02, (n, 4)) for n in k]               # a little frame-to-frame jitter of the log-probabilities
+    frames = [L.temperature_scale(np.exp(np.log(v) + e), 0.3) for v, e in zip(q, noise)]
+    cv = dict(classes=list('abcd'),
+              predictions=[dict(fold=i % 4, true='abcd'[t], p=list(f.mean(0) / f.mean(0).sum()), start=0, end=int(n))
+                           for i, (t, f, n) in enumerate(zip(yb, frames, k))],
+              frame_predictions=[dict(video=f'v{i}', fold=i % 4, true='abcd'[t], p=f.tolist()) for i, (t, f) in enumerate(zip(yb, frames))])
+    rep = L.calibration_report(cv); fr = rep['frames']
+    assert rep['headline'] == 'frames' and fr['n_frames'] == k.sum() and fr['n_sequences'] == 3000
+    P, y = np.concatenate(frames), np.repeat(yb, k)
+    assert fr['ece_before'] == pytest.approx(L.ece(P, y)) and fr['accuracy'] == pytest.approx((P.argmax(1) == y).mean())
+    assert fr['ece_before'] > 0.15 and fr['ece_after'] < 0.05 and 2.5 < fr['temperature'] < 4.5
+    assert fr['ece_after_ci95'][0] <= fr['ece_after'] <= fr['ece_after_ci95'][1] and fr['ece_floor'] < fr['ece_after_ci95'][1]
+    assert set(fr['temperatures']) == set(fr['thresholds']) == {'0', '1', '2', '3'}
+    # the held-out precision and share unsure are those of the per-fold thresholds on the calibrated frames
+    f = np.repeat(np.arange(3000) % 4, k); keep = np.zeros(len(y), bool); Pc = np.empty_like(P)
+    for j in range(4):
+        Pc[f == j] = L.temperature_scale(P[f == j], fr['temperatures'][str(j)])
+        keep[f == j] = Pc[f == j].max(1) >= fr['thresholds'][str(j)]
+    assert fr['ece_after'] == pytest.approx(L.ece(Pc, y))
+    assert fr['unsure'] == pytest.approx(1 - keep.mean()) and 0 < fr['unsure'] < 1
+    assert fr['precision'] == pytest.approx((Pc.argmax(1) == y)[keep].mean()) and fr['precision'] > 0.85
+    assert len(fr['curve']['threshold']) == 41 and fr['curve']['coverage'][0] == 1.0
 
 
 def test_live_with_the_model_that_ships(video, tmp_path):
