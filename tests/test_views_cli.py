@@ -212,3 +212,24 @@ def test_session_label_and_option_errors(rig, tmp_path, capsys):
     _fails(capsys, ['predict', m, '--sessions', str(tmp_path/'back.csv'), '--out', str(tmp_path/'e.csv')],
            "view(s) back unknown to the model (trained on top, side, front)")
     assert main(['predict', m, '--sessions', str(tmp_path/'back.csv'), '--views', 'top', '--out', str(tmp_path/'e.csv')]) == 0
+
+
+def test_few_frames_seen_warns_none_refused_and_threshold(rig, tmp_path, capsys):
+    d, ys = rig
+    m = str(tmp_path/'m.skops')
+    assert main(['train', '--sessions', str(d/'sessions.csv'), '--labels', str(d/'train.csv'), '--out', m]) == 0
+    toy_view(tmp_path/'top.h5', ys['day2'], 'top.avi', 5, lost=range(0, 250))          # sees the mouse in 110 of 360 frames
+    toy_view(tmp_path/'blind.h5', ys['day2'], 'blind.avi', 6, lost=range(N))
+    pd.DataFrame(dict(session='s', view=['top', 'side'], features=['top.h5', 'blind.h5'])).to_csv(tmp_path/'few.csv', index=False)
+    capsys.readouterr()
+    assert main(['predict', m, '--sessions', str(tmp_path/'few.csv'), '--out', str(tmp_path/'e.csv')]) == 0
+    assert "mousebehav: warning: session 's': the views see the mouse in only 31% of its frames" in capsys.readouterr().err
+    _fails(capsys, ['predict', m, '--sessions', str(tmp_path/'few.csv'), '--views', 'side', '--out', str(tmp_path/'x.csv')],
+           "session 's': no view sees the mouse in any of its 360 frames: nothing to label")
+    assert not (tmp_path/'x.csv').exists()
+    # stabilised: fewer label switches, the same frames labelled
+    args = ['predict', m, '--sessions', str(d/'sessions.csv'), '--session', 'day2']
+    assert main(args + ['--out', str(tmp_path/'raw.csv')]) == 0 and main(args + ['--threshold', '0.9', '--out', str(tmp_path/'st.csv')]) == 0
+    raw, st = (pd.read_csv(tmp_path/f, keep_default_na=False) for f in ('raw.csv', 'st.csv'))
+    switches = lambda t: int((t.label.to_numpy()[1:] != t.label.to_numpy()[:-1]).sum())
+    assert switches(st) < switches(raw) and ((st.label == '') == (raw.label == '')).all()
