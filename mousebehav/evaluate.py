@@ -657,7 +657,10 @@ def load_any_model(path):
     rate (`fps`). A missing file, or one that is neither, raises `ModelFileError`/`FrameModelError` naming the file."""
     from mousebehav import lstm as L, frame_model as FM
     path = Path(path)
-    if FM.is_frame_model(path): return FM.load_frame_model(path)
+    if FM.is_frame_model(path):
+        from mousebehav.multiview import is_session_model
+        if is_session_model(path): raise L.ModelFileError(f"{path}: a session model (several views): give its session file (--sessions)")
+        return FM.load_frame_model(path)
     try: return L.load_model(path)
     except L.ModelFileError as e:
         if "not a mousebehav model file" not in str(e): raise
@@ -808,10 +811,15 @@ def skipped_lines(skipped: list[dict], most: int = 20) -> list[str]:
 
 def _cmd_evaluate(args) -> int:
     from mousebehav import sequences as S
-    stores = S.stores_for(args.features)
-    with warnings.catch_warnings():          # the skipped rows are printed below and written to metrics.json
-        warnings.filterwarnings('ignore', r'\d+ row\(s\) of .* skipped', S.LabelWarning)
-        res = evaluate_model(args.model, args.labels, stores, window=args.window, subject=args.subject)
+    if args.sessions:                        # several views: a session model (mousebehav.multiview)
+        from mousebehav.multiview import evaluate_sessions_cli
+        res = evaluate_sessions_cli(args)
+    elif not args.features: raise EvaluationError("evaluate needs feature stores (FEATURES), or a session file (--sessions)")
+    else:
+        stores = S.stores_for(args.features)
+        with warnings.catch_warnings():      # the skipped rows are printed below and written to metrics.json
+            warnings.filterwarnings('ignore', r'\d+ row\(s\) of .* skipped', S.LabelWarning)
+            res = evaluate_model(args.model, args.labels, stores, window=args.window, subject=args.subject)
     print(f"{res['n_sequences']} sequences: accuracy {res['accuracy']:.3f}, macro-F1 {res['macro_f1']:.3f}")
     for c, d in res['per_class'].items():
         print(f"  {c:20s} precision {d['precision']:.3f}  recall {d['recall']:.3f}  f1 {d['f1']:.3f}  n {d['support']}")
@@ -834,6 +842,9 @@ def _predict_inputs(inputs) -> tuple[str|None, str]:
 
 def _cmd_predict(args) -> int:
     from mousebehav import frame_model as FM
+    if args.sessions or args.session or args.views:   # several views: a session model (mousebehav.multiview)
+        from mousebehav.multiview import predict_session_cli
+        return predict_session_cli(args)
     model, args.video = _predict_inputs(args.inputs)
     if model is None:
         model = FM.default_model_path(); print(f"model: the one that ships with mousebehav ({model.name}, coarse classes)")
@@ -878,7 +889,9 @@ def add_bench(sub):
 
 def add_cli(sub):
     p = sub.add_parser('evaluate', help='metrics of a saved model on labelled feature stores')
-    p.add_argument('model', metavar='MODEL'); p.add_argument('features', nargs='+', metavar='FEATURES')
+    p.add_argument('model', metavar='MODEL'); p.add_argument('features', nargs='*', metavar='FEATURES')
+    p.add_argument('--sessions', default=None, metavar='FILE', help='several views instead: a session file (session, view, '
+                   'features[, sync]) for a session model, and --labels naming sessions')
     p.add_argument('--labels', required=True, metavar='CSV', help='label table (video, start_frame, end_frame, behavior, fold, crop…) '
                    'or a BORIS export (aggregated or tabular events)')
     p.add_argument('--subject', default=None, metavar='NAME', help='the subject to read from a BORIS export with several')
@@ -896,6 +909,10 @@ def add_cli(sub):
     p.add_argument('--threshold', type=float, default=None, help='stabilise: a new label needs this probability ...')
     p.add_argument('--min-frames', type=int, default=3, help='... for this many consecutive frames (default 3)')
     p.add_argument('--offline', action='store_true', help='date a stabilised switch back to its first frame')
+    p.add_argument('--sessions', default=None, metavar='FILE', help='several views instead of VIDEO: a session file (session, '
+                   'view, features[, sync]) for a session model; adds columns views, n_views')
+    p.add_argument('--session', default=None, metavar='NAME', help='with --sessions: the session to label (needed when the file has several)')
+    p.add_argument('--views', default=None, metavar='A,B', help='with --sessions: label from these views only')
     p.set_defaults(func=_cmd_predict)
 
 USER_ERRORS = (EvaluationError,)

@@ -542,6 +542,12 @@ def add_bench(subparsers):
 # %% ../nbs/06_lstm.ipynb #d7688b57
 def _cmd_train(args) -> int:
     from mousebehav.sequences import read_label_file, build_sequences, stores_for, frame_counts, video_rates, LabelWarning
+    if args.sessions:                     # several views: a session model (mousebehav.multiview)
+        from mousebehav.multiview import train_sessions_cli
+        return train_sessions_cli(args)
+    if not args.features: raise ModelFileError("train needs feature stores (FEATURES), or a session file (--sessions)")
+    if args.fusion: raise ModelFileError("--fusion: an option of --sessions (several views)")
+    args.classes = args.classes or 'seed'
     kind = train_kind(args)               # before any work: a contradictory command fails at once
     torch.set_num_threads(args.threads)
     stores = stores_for(args.features)
@@ -600,12 +606,16 @@ def add_cli(subparsers):
     p = subparsers.add_parser('train', help='train a behaviour model (frame model or LSTM) on feature stores and a label table',
                               description='Train a behaviour classifier from feature stores (mousebehav features) and a label table: '
                               'a frame model (default) or an LSTM. The model file records its kind, inputs, classes and frame rate.')
-    p.add_argument('features', nargs='+', metavar='FEATURES', help='feature store .h5 files (one per video / crop)')
+    p.add_argument('features', nargs='*', metavar='FEATURES', help='feature store .h5 files (one per video / crop)')
+    p.add_argument('--sessions', default=None, metavar='FILE', help='several views instead: a session file (session, view, '
+                   'features[, sync]) and a label table naming sessions; trains a session model (mousebehav.multiview)')
+    p.add_argument('--fusion', choices=['late', 'early'], default=None, help='with --sessions: late (one model per view, '
+                   'probabilities fused; default) or early (one model over all views, trained with views dropped at random)')
     p.add_argument('--labels', required=True, help='label table CSV (video, start_frame, end_frame, behavior, fold[, crop_*]) '
                    'or a BORIS export (aggregated or tabular events)')
     p.add_argument('--subject', default=None, metavar='NAME', help='the subject to read from a BORIS export with several')
     p.add_argument('--out', required=True, metavar='MODEL', help='model file to write')
-    p.add_argument('--classes', default='seed', choices=['seed', 'coarse', 'fine'])
+    p.add_argument('--classes', default=None, choices=['seed', 'coarse', 'fine'], help='class set (default: seed)')
     p.add_argument('--model', choices=['frames', 'lstm'], default=None,
                    help="model kind (default: frames, the product's default; lstm when --preset, --epochs or --test-fraction is given)")
     p.add_argument('--preset', default=None, choices=list(PRESETS), help='LSTM preset (default: paper)')

@@ -10,14 +10,17 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['USER_ERRORS', 'SCENE_BEHAVIORS', 'BODY_MM', 'HEAD_MM', 'STATUS', 'THREED_COLUMNS', 'CHECKPOINT',
-           'SESSION_LABEL_COLUMNS', 'FUSIONS', 'CalibrationError', 'SessionError', 'Camera', 'read_dannce_params',
-           'read_dannce_calibration', 'read_anipose_calibration', 'triangulate', 'reprojection_errors',
-           'read_sleap_analysis', 'calibration_report', 'CentroidTrack', 'height_above_floor', 'drop_outlier_views',
-           'smooth_track', 'centroid_track', 'floor_axes', 'project_points', 'mouse_ellipsoids', 'mouse_top',
-           'scale_camera', 'Scene', 'render_scene', 'HullGrid', 'hull_top', 'view_frames', 'extract_3d', 'AlignedViews',
-           'align_views', 'read_session_labels', 'context_features', 'SessionModel', 'fit_session_model',
-           'SessionPrediction', 'predict_session', 'read_calibration', 'add_cli', 'cross_validate_views', 'sleap_rig',
-           'dannce_rig', 'synthetic_session', 'height_error', 'dannce_3d_checks', 'bench_views', 'add_bench']
+           'SESSION_LABEL_COLUMNS', 'FUSIONS', 'SESSION_MODEL_FORMAT', 'SESSION_FILE_COLUMNS', 'CalibrationError',
+           'SessionError', 'Camera', 'read_dannce_params', 'read_dannce_calibration', 'read_anipose_calibration',
+           'triangulate', 'reprojection_errors', 'read_sleap_analysis', 'calibration_report', 'CentroidTrack',
+           'height_above_floor', 'drop_outlier_views', 'smooth_track', 'centroid_track', 'floor_axes', 'project_points',
+           'mouse_ellipsoids', 'mouse_top', 'scale_camera', 'Scene', 'render_scene', 'HullGrid', 'hull_top',
+           'view_frames', 'extract_3d', 'AlignedViews', 'align_views', 'read_session_labels', 'context_features',
+           'SessionModel', 'is_session_model', 'fit_session_model', 'SessionPrediction', 'predict_session',
+           'read_calibration', 'add_cli', 'read_session_file', 'load_sessions', 'evaluate_sessions', 'session_ethogram',
+           'write_session_ethogram', 'train_sessions_cli', 'evaluate_sessions_cli', 'predict_session_cli',
+           'cross_validate_views', 'sleap_rig', 'dannce_rig', 'synthetic_session', 'height_error', 'dannce_3d_checks',
+           'bench_views', 'add_bench']
 
 # %% ../nbs/09_multiview.ipynb #9e5c8a8e
 import cv2
@@ -902,6 +905,7 @@ class AlignedViews:
     source_frame: np.ndarray   # (V, T) int64 frame of each view's video used (-1: none)
     columns: list[str]         # the D feature names
     backbone: str = ''         # the stores' backbone
+    videos: list[str] = field(default_factory=list)   # each view's video file name (from its store; '' unknown)
 
     @property
     def present(self) -> np.ndarray: return self.status == 0
@@ -910,7 +914,7 @@ class AlignedViews:
         "The same session with only `views` (names, in that order)."
         idx = [self._index(v) for v in views]
         return AlignedViews(self.session, list(views), self.frame_index, self.fps, self.features[idx], self.status[idx],
-                            self.source_frame[idx], self.columns, self.backbone)
+                            self.source_frame[idx], self.columns, self.backbone, [self.videos[i] for i in idx] if self.videos else [])
     def _index(self, v) -> int:
         if v not in self.views: raise SessionError(f"session {self.session!r} has no view {v!r} (its views: {', '.join(self.views)})")
         return self.views.index(v)
@@ -961,7 +965,8 @@ def align_views(stores, sync=None, views=None, session: str = '') -> AlignedView
         ok = st == 0
         feats[c, ok] = F.features[j[ok]]; src[c, ok] = fi[j[ok]]; status[c] = st
     return AlignedViews(session or Path(Fs[0].attrs.get('video_name', 'session')).stem, names, ref,
-                        float(Fs[0].fps), feats, status, src, list(cols), Fs[0].backbone)
+                        float(Fs[0].fps), feats, status, src, list(cols), Fs[0].backbone,
+                        [str(F.attrs.get('video_name', '')) for F in Fs])
 
 # %% ../nbs/09_multiview.ipynb #f78ff5f5
 def _session_views(sessions) -> dict[str, dict[str, str]]:
@@ -972,7 +977,7 @@ def _session_views(sessions) -> dict[str, dict[str, str]]:
                 for s, vs in sessions.items()}
     out = {}
     for s in sessions:
-        if isinstance(s, AlignedViews): out[s.session] = {v: v for v in s.views}
+        if isinstance(s, AlignedViews): out[s.session] = {v: (s.videos[i] if s.videos and s.videos[i] else v) for i, v in enumerate(s.views)}
         else: name, vs = s; out[str(name)] = {str(k): str(x) for k, x in (vs.items() if isinstance(vs, dict) else ((v, v) for v in vs))}
     return out
 
@@ -1077,6 +1082,8 @@ def _classifier(seed: int, max_iter: int):
     return HistGradientBoostingClassifier(max_iter=max_iter, learning_rate=0.1, max_leaf_nodes=15, min_samples_leaf=40,
                                           l2_regularization=1.0, early_stopping=False, random_state=seed)
 
+SESSION_MODEL_FORMAT = 'mousebehav-session-model'
+
 @dataclass
 class SessionModel:
     "A per-frame behaviour classifier over several views (see `fit_session_model`)."
@@ -1088,23 +1095,58 @@ class SessionModel:
     window: int            # rows of context (`context_features`)
     models: dict           # late: {view: classifier}; early: {'*': classifier}
     drop_rate: float = 0.0
+    fps: float = 0.0       # frame rate of the sessions it was trained on (their reference view; 0: not recorded)
+    kind = 'session'       # what `mousebehav evaluate`/`predict` tell model files apart by
 
     def save(self, path) -> Path:
-        "Write with pickle (to a temporary name, then renamed)."
-        import pickle
-        path = Path(path); tmp = path.with_name(f'.{path.name}.partial')
-        tmp.write_bytes(pickle.dumps(self)); os.replace(tmp, path); return path
+        """Write with skops (`skops.io`: loading it never runs code from the file) under a temporary name, then rename:
+        a header (`format='mousebehav-session-model'`, `kind='session'`, fusion, views, classes, columns, backbone,
+        window, drop_rate, fps) and the fitted classifiers."""
+        import skops.io as sio, zipfile
+        path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+        blob = dict(format=SESSION_MODEL_FORMAT, version=1, kind='session', fusion=str(self.fusion), views=[str(v) for v in self.views],
+                    classes=[str(c) for c in self.classes], columns=[str(c) for c in self.columns], backbone=str(self.backbone),
+                    window=int(self.window), drop_rate=float(self.drop_rate), fps=float(self.fps),
+                    models={str(k): m for k, m in self.models.items()})
+        tmp = path.with_name(f'.{path.name}.partial')
+        try: sio.dump(blob, tmp, compression=zipfile.ZIP_DEFLATED, compresslevel=9); os.replace(tmp, path)
+        except BaseException: tmp.unlink(missing_ok=True); raise
+        return path
 
     @staticmethod
     def load(path) -> 'SessionModel':
-        "Read a model written by `save` (a pickle: load only files you trust)."
-        import pickle
+        """Read a model written by `save`. A missing file, one that is not a session model (a frame model, an LSTM, a
+        table), one holding object types a session model never holds (then nothing in it is built) or one whose header
+        does not fit its classifiers raises `SessionError` naming the file."""
+        import skops.io as sio
+        from mousebehav.frame_model import TRUSTED_TYPES
         p = Path(path)
         if not p.exists(): raise SessionError(f"{p}: no such model file")
-        try: m = pickle.loads(p.read_bytes())
-        except Exception as e: raise SessionError(f"{p}: not a session model ({e})") from None
-        if not isinstance(m, SessionModel): raise SessionError(f"{p}: not a session model (holds a {type(m).__name__})")
+        if not is_session_model(p): raise SessionError(f"{p}: not a session model (no '{SESSION_MODEL_FORMAT}' header)")
+        try:
+            odd = [t for t in sio.get_untrusted_types(file=p) if t not in TRUSTED_TYPES]
+            if odd: raise SessionError(f"{p}: holds object types a session model never holds ({', '.join(odd[:5])}); not loaded")
+            b = sio.load(p, trusted=list(TRUSTED_TYPES))
+            m = SessionModel(str(b['fusion']), [str(v) for v in b['views']], [str(c) for c in b['classes']], [str(c) for c in b['columns']],
+                             str(b['backbone']), int(b['window']), dict(b['models']), float(b['drop_rate']), float(b['fps']))
+        except SessionError: raise
+        except Exception as e: raise SessionError(f"{p}: not a readable session model ({type(e).__name__}: {e})") from None
+        width = 3 * len(m.columns) * (len(m.views) if m.fusion == 'early' else 1)
+        keys = set(m.views) if m.fusion == 'late' else {'*'}
+        fits = m.fusion in FUSIONS and set(m.models) == keys and all(
+            hasattr(c, 'predict_proba') and getattr(c, 'n_features_in_', None) == width and {str(k) for k in c.classes_} <= set(m.classes)
+            for c in m.models.values())
+        if not fits: raise SessionError(f"{p}: damaged session model (its classifiers do not fit its header: {m.fusion} fusion, "
+                                        f"views {', '.join(m.views)}, {len(m.columns)} columns, classes {', '.join(m.classes)})")
         return m
+
+def is_session_model(path) -> bool:
+    "Whether `path` is a skops archive with the session-model header (`SessionModel.load` checks the rest)."
+    import zipfile
+    try:
+        with zipfile.ZipFile(path) as z: head = json.loads(z.read('schema.json'))['content']
+        return json.loads(head['format']['content']) == SESSION_MODEL_FORMAT and json.loads(head['kind']['content']) == 'session'
+    except (OSError, KeyError, TypeError, ValueError, zipfile.BadZipFile): return False
 
 def _frames_of_labels(sessions: dict, labels) -> tuple[list, list, list]:
     "Per labelled frame: (session, row in it), class, views allowed by the label row."
@@ -1184,7 +1226,7 @@ def fit_session_model(sessions, labels, fusion: str = 'late', context_s: float =
             Xs.append(np.concatenate(list(Xc), 1)); yy.append(y[some])
         models['*'] = _classifier(seed, max_iter).fit(np.concatenate(Xs), np.concatenate(yy))
     return SessionModel(fusion, views, classes, list(first.columns), first.backbone,
-                        window, models, drop_rate if fusion == 'early' else 0.0)
+                        window, models, drop_rate if fusion == 'early' else 0.0, float(first.fps))
 
 @dataclass
 class SessionPrediction:
@@ -1226,6 +1268,9 @@ def predict_session(model: SessionModel, aligned: AlignedViews, views=None) -> S
     if aligned.columns != model.columns or aligned.backbone != model.backbone:
         raise SessionError(f"session {aligned.session!r}: its features ({len(aligned.columns)} columns) are not those the model was trained on "
                            f"({aligned.backbone or '?'} vs {model.backbone or '?'}, {len(model.columns)} columns)")
+    if model.fps and abs(aligned.fps - model.fps) > 0.01 * model.fps:
+        raise SessionError(f"session {aligned.session!r}: {aligned.fps:g} frames/s, but the model was trained at {model.fps:g} "
+                           f"(its context is {model.window} rows)")
     if views is not None:
         bad = [v for v in views if v not in aligned.views]
         if bad: raise SessionError(f"session {aligned.session!r} has no view(s) {', '.join(bad)} (its views: {', '.join(aligned.views)})")
@@ -1289,6 +1334,202 @@ def add_cli(sub):
     p.add_argument('--points', nargs='+', metavar='H5', help='SLEAP *.analysis.h5, one per camera in order')
     p.add_argument('--json', default=None, help='also write the tables as JSON')
     p.set_defaults(func=_cmd_calib)
+
+# %% ../nbs/09_multiview.ipynb #se55cl1code01
+SESSION_FILE_COLUMNS = ['session', 'view', 'features', 'sync']   # sync: optional
+
+def _store_attrs(p: Path) -> dict|None:
+    "The attributes of an HDF5 feature store, None when `p` is not an HDF5 file."
+    import h5py
+    try:
+        with h5py.File(p, 'r') as f: return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+    except OSError: return None
+
+def read_session_file(path) -> dict[str, dict]:
+    """A session file: a table (CSV, TSV or semicolon-separated) with one row per view and columns `session` (its
+    name), `view` (the view's name), `features` (the view's feature store, written by `mousebehav extract`) and
+    optionally `sync` (the session's sync result, `mousebehav sync --out`: on at least one of its rows, the same file on
+    every row that gives one). A session's rows come in the order of its sync, the reference view first; paths are
+    relative to the session file's folder. Returns {session: {'views': {view: store path}, 'sync': path or None,
+    'rows': {view: row number}}}. Raises `SessionError` naming the file and every bad row: an empty cell, a view given
+    twice, a missing or unreadable store or sync file, two sync files for one session, and a store (or its video)
+    that is also a view of another session or of another view of the same session."""
+    from mousebehav.sequences import LabelError, _read_table
+    path = Path(path)
+    if not path.is_file(): raise SessionError(f"{path}: no such session file")
+    try: df = _read_table(path, str(path))
+    except LabelError as e: raise SessionError(str(e)) from None
+    missing = [c for c in SESSION_FILE_COLUMNS[:3] if c not in df.columns]
+    if missing: raise SessionError(f"{path}: missing column(s) {', '.join(missing)} (a session file has columns session, "
+                                   f"view, features and optionally sync; it has {', '.join(c for c in df.columns if c != 'row') or 'none'})")
+    if not len(df): raise SessionError(f"{path}: no sessions")
+    out, errs, stores, videos = {}, [], {}, {}
+    for r in df.itertuples():
+        s, v, f = (str(getattr(r, c) or '').strip() for c in SESSION_FILE_COLUMNS[:3])
+        y = str((getattr(r, 'sync', None) if 'sync' in df.columns else None) or '').strip()
+        bad = [f"empty {c}" for c, x in zip(SESSION_FILE_COLUMNS, (s, v, f)) if not x]
+        if bad: errs.append(f"row {r.row}: {', '.join(bad)}"); continue
+        d = out.setdefault(s, dict(views={}, sync=None, rows={}))
+        if v in d['views']: errs.append(f"row {r.row}: view {v!r} of session {s!r} is given twice (rows {d['rows'][v]} and {r.row})"); continue
+        fp = Path(f) if Path(f).is_absolute() else path.parent/f
+        a = _store_attrs(fp) if fp.is_file() else None
+        if not fp.is_file(): errs.append(f"row {r.row}: {f}: no such feature store")
+        elif a is None or 'backbone' not in a:
+            errs.append(f"row {r.row}: {f}: not a feature store (an HDF5 file from mousebehav extract; extract a video's features first)")
+        else:
+            key, vk = fp.resolve(), (a.get('video_fingerprint'), a.get('crop', ''))   # two crops of one video: two views
+            other = stores.get(key) or (videos.get(vk) if vk[0] else None)
+            if other:
+                s2, v2, r2 = other
+                what = 'is already' if key in stores else f"holds the features of the same video ({a.get('video_name', '?')}) as"
+                errs.append(f"row {r.row}: {f} {what} view {v2!r} of session {s2!r} (row {r2})" +
+                            (': views of different sessions' if s2 != s else ''))
+            stores.setdefault(key, (s, v, r.row))
+            if vk[0]: videos.setdefault(vk, (s, v, r.row))
+        if y:
+            yp = Path(y) if Path(y).is_absolute() else path.parent/y
+            if not yp.is_file(): errs.append(f"row {r.row}: {y}: no such sync file")
+            elif d['sync'] is not None and Path(d['sync']).resolve() != yp.resolve():
+                errs.append(f"row {r.row}: session {s!r} has two sync files, {d['sync_cell']} (row {d['sync_row']}) and {y}")
+            elif d['sync'] is None: d.update(sync=yp, sync_cell=y, sync_row=r.row)
+        d['views'][v] = fp; d['rows'][v] = r.row
+    if errs: raise SessionError(f"{len(errs)} bad row(s) in {path}:\n  " + '\n  '.join(errs))
+    return {s: dict(views=d['views'], sync=d['sync'], rows=d['rows']) for s, d in out.items()}
+
+def load_sessions(path, names=None) -> dict[str, AlignedViews]:
+    """The sessions of a session file (`read_session_file`), or only those named in `names`, each aligned on its
+    reference view's frames through its sync result (`align_views`; none: the views share frame numbers).
+    Raises `SessionError` naming the file and the session: an unknown session name, a sync result or stores that do
+    not fit together."""
+    from mousebehav.sync import SyncError, read_sync
+    from mousebehav.features import FeatureError
+    spec = read_session_file(path)
+    names = list(spec) if names is None else list(names)
+    unknown = [n for n in names if n not in spec]
+    if unknown: raise SessionError(f"{path}: no session {', '.join(map(repr, unknown))} (its sessions: {', '.join(spec)})")
+    out = {}
+    for s in names:
+        d = spec[s]
+        try: out[s] = align_views(d['views'], read_sync(d['sync']) if d['sync'] else None, session=s)
+        except (SessionError, SyncError, FeatureError) as e:
+            raise SessionError(f"{path}, session {s!r} (rows {', '.join(map(str, d['rows'].values()))}): {e}") from None
+    return out
+
+def evaluate_sessions(model, sessions, labels) -> dict:
+    """Metrics of a session model on labelled sessions, with the keys `mousebehav.evaluate.evaluate_model` gives for
+    videos: one item per label row, its probabilities the softmax of the mean log-probability of its frames that a
+    view sees (`frame_model.sequence_proba`, as a frame model scores a bout) → accuracy, macro_f1, n, classes,
+    per_class, confusion, n_sequences, skipped_rows, skipped (row, video = the session, session, behavior, reason:
+    a behaviour the model has no class for, or frames no view sees), predictions (video, session, crop, fold, start,
+    end, true, pred). Also `frames`: the same metrics over the labelled frames a view sees (`unseen`: those no view
+    sees), `views` and `fusion`. `model`: a `SessionModel` or its file; `sessions`: `AlignedViews` (a dict or list);
+    `labels`: a session label table (`read_session_labels`) or its file."""
+    from mousebehav.evaluate import metrics, EvaluationError
+    from mousebehav.frame_model import sequence_proba
+    import pandas as pd
+    m = SessionModel.load(model) if isinstance(model, (str, os.PathLike)) else model
+    S = _as_sessions(list(sessions.values()) if isinstance(sessions, dict) else sessions)
+    if not (isinstance(labels, pd.DataFrame) and 'views' in labels.columns):
+        labels = read_session_labels(labels, list(S.values()))
+    src = labels.attrs.get('source', '<labels>')
+    preds = {s: predict_session(m, S[s]) for s in dict.fromkeys(labels.session)}
+    items, skipped, ft, fp, unseen = [], [], [], [], 0
+    for r in labels.itertuples():
+        p = preds[r.session]; rows = (p.frame_index >= r.start_frame) & (p.frame_index < r.end_frame)
+        seen = rows & (p.labels != '')
+        why = (f"behavior {r.behavior!r} is not among the model's classes ({', '.join(m.classes)})" if r.behavior not in m.classes
+               else 'no view sees the mouse in its frames' if not seen.any() else None)
+        if why: skipped.append(dict(row=int(r.row), video=r.session, session=r.session, behavior=r.behavior, reason=why)); continue
+        items.append((r, m.classes[int(sequence_proba(p.probs[seen]).argmax())]))
+        ft += [r.behavior] * int(seen.sum()); fp += list(p.labels[seen]); unseen += int((rows & ~seen).sum())
+    if not items: raise EvaluationError(f"{src}: no label row can be scored ({len(skipped)} skipped: {skipped[0]['reason'] if skipped else ''})")
+    res = metrics([r.behavior for r, _ in items], [q for _, q in items], m.classes)
+    res.update(n_sequences=len(items), skipped_rows=len(skipped), skipped=skipped,
+               predictions=[dict(video=r.session, session=r.session, crop=None, fold=int(r.fold), start=int(r.start_frame),
+                                 end=int(r.end_frame), true=r.behavior, pred=q) for r, q in items],
+               frames=dict(metrics(ft, fp, m.classes), unseen=unseen), views=list(m.views), fusion=m.fusion)
+    return res
+
+def session_ethogram(pred: SessionPrediction, threshold: float|None = None, min_frames: int = 3, causal: bool = True) -> 'pd.DataFrame':
+    """The per-frame table of `predict`'s ethogram CSV for a session: `SessionPrediction.table()` — frame, time_s
+    (frame / fps of the reference view), label, p_<class>…, views (the views the label came from, joined by '+'),
+    n_views — with an empty label and probabilities where no view sees the mouse. With `threshold`, the labels of the
+    seen frames are stabilised (`mousebehav.evaluate.stabilise`, over those frames in order)."""
+    from mousebehav.evaluate import stabilise
+    t = pred.table(); seen = pred.labels != ''
+    if threshold is not None and seen.any():
+        k = stabilise(pred.probs[seen], threshold, min_frames, causal)
+        t.loc[seen, 'label'] = np.asarray(pred.classes, object)[k]
+    t.attrs['fps'] = float(pred.fps)
+    return t
+
+def write_session_ethogram(table, path) -> tuple[Path, Path]:
+    """Write a `session_ethogram` table to `path` and its bouts to `<stem>_bouts.csv` (`mousebehav.evaluate.bouts`;
+    a run of frames no view sees is a bout with an empty behaviour), each under a temporary name, then renamed."""
+    from mousebehav.evaluate import bouts, bouts_path, _atomic_csv, _rounded
+    classes = [c[2:] for c in table.columns if c.startswith('p_')]
+    lab = table.label.fillna('').astype(str).to_numpy()
+    b = bouts(lab, np.nan_to_num(table[[f'p_{c}' for c in classes]].to_numpy(float)), table.attrs['fps'], classes,
+              table.frame.to_numpy(), times=table.time_s.to_numpy())
+    return _atomic_csv(_rounded(table), path), _atomic_csv(_rounded(b), bouts_path(path))
+
+def _not_with_sessions(args, options):
+    "Refuse options of the one-video commands that a session command would ignore."
+    given = [f"--{k.replace('_', '-')}" for k in options if getattr(args, k, None) not in (None, False)]
+    if getattr(args, 'features', None): given.insert(0, 'FEATURES (the session file names each view\'s store)')
+    if given: raise SessionError(f"{', '.join(given)}: not used with --sessions")
+
+def train_sessions_cli(args) -> int:
+    "`mousebehav train --sessions FILE --labels LABELS [--fusion late|early] --out MODEL`: `fit_session_model`, then `SessionModel.save`."
+    _not_with_sessions(args, ('model', 'preset', 'epochs', 'test_fraction', 'fps', 'window', 'subject', 'classes'))
+    S = load_sessions(args.sessions)
+    lab = read_session_labels(args.labels, list(S.values()))
+    m = fit_session_model(list(S.values()), lab, fusion=args.fusion or 'late', seed=args.seed or 0)
+    m.save(args.out)
+    print(f"{len(S)} session(s), {len(lab)} label rows, views {', '.join(m.views)}, classes {', '.join(m.classes)}, {m.fps:g} fps, "
+          f"backbone {m.backbone}: {m.fusion} fusion\nsession model written to {args.out}")
+    return 0
+
+def evaluate_sessions_cli(args) -> dict:
+    "`mousebehav evaluate MODEL --sessions FILE --labels LABELS`: `evaluate_sessions` (printed and written by `evaluate`)."
+    _not_with_sessions(args, ('window', 'subject'))
+    m = SessionModel.load(args.model)
+    S = load_sessions(args.sessions)
+    res = evaluate_sessions(m, S, read_session_labels(args.labels, list(S.values())))
+    f = res['frames']
+    print(f"{m.fusion} fusion of {', '.join(m.views)}: {f['n']} labelled frames seen by a view ({f['unseen']} by none), "
+          f"frame accuracy {f['accuracy']:.3f}, macro-F1 {f['macro_f1']:.3f}")
+    return res
+
+def predict_session_cli(args) -> int:
+    "`mousebehav predict MODEL --sessions FILE [--session NAME] [--views A,B] --out ETHOGRAM.csv`."
+    from mousebehav.evaluate import PredictionWarning
+    import pandas as pd
+    if not args.sessions: raise SessionError(f"{'--session' if args.session else '--views'}: give the session file too (--sessions FILE)")
+    if args.crop or args.features_dir: raise SessionError(f"{'--crop' if args.crop else '--features-dir'}: not used with --sessions")
+    if len(args.inputs) != 1: raise SessionError(f"predict --sessions takes one model file, got {len(args.inputs)} paths: {' '.join(args.inputs)}")
+    m = SessionModel.load(args.inputs[0])
+    names = list(read_session_file(args.sessions))
+    name = args.session or (names[0] if len(names) == 1 else None)
+    if name is None: raise SessionError(f"{args.sessions} has {len(names)} sessions ({', '.join(names)}): name one with --session")
+    al = load_sessions(args.sessions, [name])[name]
+    if args.views:
+        vs = [v.strip() for v in args.views.split(',') if v.strip()]
+        al = al.subset(vs)
+    p = predict_session(m, al)
+    seen = p.labels != ''
+    if not seen.any(): raise SessionError(f"session {name!r}: no view sees the mouse in any of its {len(p.labels)} frames: nothing to label")
+    if seen.mean() < 0.5:
+        warnings.warn(f"session {name!r}: the views see the mouse in only {seen.mean():.0%} of its frames; the others get no label",
+                      PredictionWarning, stacklevel=2)
+    tab = session_ethogram(p, args.threshold, args.min_frames, not args.offline)
+    out, ob = write_session_ethogram(tab, args.out)
+    b = pd.read_csv(ob, keep_default_na=False)
+    print(f"session {name}: {len(tab)} frames, {int(seen.sum())} labelled from views "
+          + ', '.join(f"{v} {u:.0%}" for v, u in zip(p.views, p.used.mean(1)) if v in al.views) + f"; {len(b)} bouts → {out}, {ob}")
+    for c, d in b.groupby('behavior').duration.sum().sort_values(ascending=False).items():
+        print(f"  {c or '(no view)':20s} {d:8.2f} s")
+    return 0
 
 # %% ../nbs/09_multiview.ipynb #8bc9d08d
 def _filled(labels) -> np.ndarray:

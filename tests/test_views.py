@@ -187,9 +187,12 @@ def test_fusion_with_any_subset(three_views):
 def test_session_model_save_load(three_views, tmp_path):
     sc, al = three_views
     m = fit_session_model(_cut(al, 0, 300, 'x'), _labels(sc, [_cut(al, 0, 300, 'x')]), fusion='early', copies=1)
-    q = SessionModel.load(m.save(tmp_path/'m.pkl'))
-    assert q.views == m.views and q.classes == m.classes and q.fusion == 'early'
+    q = SessionModel.load(m.save(tmp_path/'m.skops'))
+    assert q.views == m.views and q.classes == m.classes and q.fusion == 'early' and q.fps == 30.0
     assert (predict_session(q, al).labels == predict_session(m, al).labels).all()
+    with pytest.raises(SessionError, match='2 frames/s, but the model was trained at 30'): predict_session(q, replace(al, fps=2.0))
+    replace(m, views=['R', 'U']).save(tmp_path/'bad.skops')                  # its classifier takes three views' features
+    with pytest.raises(SessionError, match='damaged session model'): SessionModel.load(tmp_path/'bad.skops')
     (tmp_path/'other.pkl').write_bytes(pickle.dumps({'a': 1}))
     with pytest.raises(SessionError, match='not a session model'): SessionModel.load(tmp_path/'other.pkl')
     with pytest.raises(SessionError, match='no such model file'): SessionModel.load(tmp_path/'none.pkl')
