@@ -25,6 +25,8 @@ __all__ = ['USER_ERRORS', 'SCENE_BEHAVIORS', 'BODY_MM', 'HEAD_MM', 'STATUS', 'TH
 # %% ../nbs/09_multiview.ipynb #9e5c8a8e
 import cv2
 import numpy as np
+from .store import (FeatureError, Features, append_checkpoint, features_path, load_features,
+                              open_checkpoint, read_attrs, write_store)
 
 # %% ../nbs/09_multiview.ipynb #cb5a2ab7
 class CalibrationError(ValueError):
@@ -683,28 +685,9 @@ def _ffill(a: np.ndarray) -> np.ndarray:
         v[:] = np.where(idx >= 0, v[idx.clip(0)], v[np.argmax(ok)])
     return a
 
-def _attrs_of(path: Path) -> dict:
-    import h5py
-    with h5py.File(path, 'r') as f:
-        return {k: (v.decode() if isinstance(v, bytes) else v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
-
 def _diff_settings(have: dict, want: dict) -> list[str]:
     return [f"{k}: store has {have.get(k)!r}, this run {v!r}" for k, v in want.items()
             if k != 'mousebehav_version' and have.get(k) != v]
-
-def _write_store(path: Path, settings: dict, feats, index, bbox, detected, extra: dict|None = None) -> Path:
-    "A finished store in the format of `mousebehav.features`, written under a temporary name, then renamed to `path`."
-    import h5py
-    tmp = path.with_name(path.stem + f'.writing-{os.getpid()}.h5')
-    try:
-        with h5py.File(tmp, 'w') as f:
-            f['features'] = feats; f['frame_index'] = index; f['bbox'] = bbox; f['detected'] = detected
-            for k, v in (extra or {}).items(): f[k] = v
-            for k, v in settings.items(): f.attrs[k] = v
-            f.attrs['n_done'] = len(feats); f.attrs['complete'] = True
-        os.replace(tmp, path)
-    finally: tmp.unlink(missing_ok=True)
-    return path
 
 def _camera_json(cams) -> str:
     return json.dumps([dict(name=c.name, K=np.round(c.K, 6).tolist(), R=np.round(c.R, 9).tolist(), t=np.round(c.t, 6).tolist(),
@@ -758,7 +741,7 @@ def extract_3d(videos, cameras: list[Camera], out, sync=None, segmentation='imbs
                start: int = 0, n_frames: int|None = None, up=(0, 0, 1), floor: float = 0.0, outlier_px: float|None = 25.0,
                smooth_s: float = 0.1, grid: HullGrid|None = None, cache_dir=None, progress: bool = True,
                overwrite: bool = False) -> Path:
-    """3D features of the mouse from calibrated views → a store in the format of `mousebehav.features` (`features`,
+    """3D features of the mouse from calibrated views → a store in the format of `mousebehav.store` (`features`,
     `frame_index`, `bbox`, `detected`; `attrs['backbone'] = '3d'`, columns `THREED_COLUMNS`), one row per frame of the
     first video (the reference) from `start`, `n_frames` frames (default: to its end).
     `videos`: one per camera of `cameras`, in the same order (and in the order of `sync`, a `SyncResult`, when the views
@@ -802,10 +785,9 @@ def extract_3d(videos, cameras: list[Camera], out, sync=None, segmentation='imbs
                     hull=json.dumps(g.__dict__, sort_keys=True), up=json.dumps(floor_axes(up)[2].round(9).tolist()), floor=float(floor),
                     outlier_px=-1.0 if outlier_px is None else float(outlier_px), smooth_s=float(smooth_s),
                     start=int(start), n_frames=int(n), mousebehav_version=__version__)
-    from mousebehav.features import features_path
     out = Path(out); out = out if out.suffix == '.h5' else features_path(out, videos[0])
     if out.exists():
-        try: have = _attrs_of(out)
+        try: have = read_attrs(out)
         except OSError as e: raise SessionError(f"{out}: exists but is not a readable store ({e}); delete it") from None
         bad = _diff_settings(have, settings)
         if not bad and have.get('complete'): return out
@@ -854,7 +836,7 @@ def extract_3d(videos, cameras: list[Camera], out, sync=None, segmentation='imbs
     feats = np.c_[X, height_above_floor(X, up, floor), speed, top[:, 0], used.sum(0), top[:, 1]]
     detected = np.isfinite(X).all(1) & np.isfinite(top[:, 0])
     bbox = np.full((n, 4), -1, np.int32); ok = sts[0] == 0; bbox[ok] = segs[0].bbox[rows[0, ok]]
-    _write_store(out, settings, _ffill(feats).astype(np.float32), ref, bbox, detected,
+    write_store(out, settings, _ffill(feats).astype(np.float32), ref, bbox, detected,
                  dict(top_point=top[:, 2:].astype(np.float32), view_centroids=pts.transpose(1, 0, 2).astype(np.float32), view_frames=np.where(sts == 0, ks, -1).T,
                       view_status=sts.T, view_used=used.T))
     tmp.unlink(missing_ok=True)
@@ -868,29 +850,11 @@ def extract_3d(videos, cameras: list[Camera], out, sync=None, segmentation='imbs
     return out
 
 def _open_partial(tmp: Path, settings: dict, overwrite: bool = False):
-    "Open (resume) or create the unfinished 3D store `tmp` → (h5py file, frames done)."
-    import h5py
+    "Open (resume) or create the unfinished 3D store `tmp` (per frame: height, views, top point) → (h5py file, frames done)."
     if tmp.exists() and overwrite: tmp.unlink()
-    if tmp.exists():
-        try: have = _attrs_of(tmp)
-        except OSError as e:
-            if 'lock' in str(e): raise SessionError(f"{tmp}: another run is writing this store now; wait for it or choose another output") from None
-            warnings.warn(f"{tmp} is unreadable ({e}); starting it again"); tmp.unlink()
-        else:
-            bad = _diff_settings(have, settings)
-            if bad: raise SessionError(f"{tmp}: an unfinished store made with other settings ({'; '.join(bad)}); delete it to start again")
-            f = h5py.File(tmp, 'a'); d = int(f.attrs['n_done']); f['hull'].resize(d, axis=0)
-            return f, d
-    f = h5py.File(tmp, 'w')
-    f.create_dataset('hull', (0, 5), np.float64, maxshape=(None, 5), chunks=(1024, 5))   # height, views, top point
-    for k, v in settings.items(): f.attrs[k] = v
-    f.attrs['n_done'] = 0; f.flush()
-    return f, 0
+    return open_checkpoint(tmp, settings, {'hull': ((5,), np.float64)}, _diff_settings, SessionError)
 
-def _append_rows(f, rows):
-    d = int(f.attrs['n_done']); m = len(rows)
-    f['hull'].resize(d + m, axis=0); f['hull'][d:] = np.asarray(rows, np.float64)
-    f.attrs['n_done'] = d + m; f.flush()
+def _append_rows(f, rows): append_checkpoint(f, hull=np.asarray(rows, np.float64))
 
 # %% ../nbs/09_multiview.ipynb #f39154ca
 @dataclass
@@ -932,7 +896,6 @@ def align_views(stores, sync=None, views=None, session: str = '') -> AlignedView
     marked, not filled, where it has no frame ('not recorded': before it started, after it ended or not in the store),
     where timestamps say the frame was dropped, or where the store found no mouse (`detected` False).
     Raises `SessionError` when the stores hold different features or do not match the sync's videos."""
-    from mousebehav.features import Features, load_features
     if isinstance(stores, dict): names, stores = list(stores), list(stores.values())
     else: stores = list(stores); names = None
     if not stores: raise SessionError("no feature stores given")
@@ -1402,7 +1365,6 @@ def load_sessions(path, names=None) -> dict[str, AlignedViews]:
     Raises `SessionError` naming the file and the session: an unknown session name, a sync result or stores that do
     not fit together."""
     from mousebehav.sync import SyncError, read_sync
-    from mousebehav.features import FeatureError
     spec = read_session_file(path)
     names = list(spec) if names is None else list(names)
     unknown = [n for n in names if n not in spec]
@@ -1609,7 +1571,6 @@ def synthetic_session(rig: dict, work, n_frames: int = 1200, scale: float = 0.4,
 
 def height_error(store_3d, scene: Scene) -> dict:
     "Rearing height of a 3D store against the scene's truth, on the frames with ≥ 2 views."
-    from mousebehav.features import load_features
     F = load_features(store_3d); c = json.loads(F.attrs['columns'])
     ok = F.detected & (F.features[:, c.index('n_views')] >= 2)
     err = F.features[:, c.index('rearing_height')] - scene.top[F.frame_index]
@@ -1621,7 +1582,6 @@ def dannce_3d_checks(store_3d, cameras: list[Camera], first: int = 60, median_fr
     values), 99th percentile of its frame-to-frame change after a running median over `median_frames` frames, and how
     far the 3D centroid moves when each view is left out (median mm per view; the largest is reported)."""
     import pandas as pd
-    from mousebehav.features import load_features
     import h5py
     F = load_features(store_3d); c = json.loads(F.attrs['columns'])
     with h5py.File(store_3d, 'r') as f: pts = f['view_centroids'][:].transpose(1, 0, 2).astype(np.float64)

@@ -39,6 +39,7 @@ import mousebehav.multiview as MV
 from mousebehav.features import load_features
 from mousebehav.multiview import (THREED_COLUMNS, HullGrid, SessionError, extract_3d, hull_top, read_anipose_calibration,
                                   read_dannce_calibration, render_scene)
+from mousebehav.store import read_attrs
 from mousebehav.sync import CameraSync, SyncResult
 
 
@@ -102,7 +103,7 @@ def test_extract_3d_resumes_and_refuses_other_settings(small_scene, tmp_path, mo
     monkeypatch.setattr(MV, 'hull_top', flaky)
     out = tmp_path/'run.h5'
     with pytest.raises(KeyboardInterrupt): extract_3d(vids, sc.cameras, out, segmentation=segs, progress=False)
-    assert not out.exists() and MV._attrs_of(tmp_path/'run.partial.h5')['n_done'] == 50
+    assert not out.exists() and read_attrs(tmp_path/'run.partial.h5')['n_done'] == 50
     monkeypatch.setattr(MV, 'hull_top', real)
     F = load_features(extract_3d(vids, sc.cameras, out, segmentation=segs, progress=False))
     assert np.array_equal(F.features, full.features) and not (tmp_path/'run.partial.h5').exists()

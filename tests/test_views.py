@@ -9,18 +9,19 @@ import pandas as pd
 import pytest
 
 from mousebehav.features import load_features
-from mousebehav.multiview import (FUSIONS, AlignedViews, SessionError, SessionModel, _write_store, align_views,
+from mousebehav.multiview import (FUSIONS, AlignedViews, SessionError, SessionModel, align_views,
                                   fit_session_model, predict_session, read_dannce_calibration, read_session_labels,
                                   render_scene)
 from mousebehav.posture import extract_posture
 from mousebehav.sequences import LabelError
 from mousebehav.sync import CameraSync, SyncResult
+from mousebehav.store import write_store
 
 
 def toy_store(path, frames, video, n_frames=None, detected=None, fps=30.0, backbone='toy', cols=('frame',)):
     "A store whose features are each row's own frame number."
     fi = np.asarray(frames, np.int64)
-    return _write_store(Path(path), dict(backbone=backbone, columns=json.dumps(list(cols)), feature_dim=len(cols), video_name=video,
+    return write_store(Path(path), dict(backbone=backbone, columns=json.dumps(list(cols)), feature_dim=len(cols), video_name=video,
                                          video_fps=fps, video_frame_count=int(n_frames or fi.max() + 1)),
                         np.repeat(fi[:, None], len(cols), 1).astype(np.float32), fi, np.full((len(fi), 4), -1, np.int32),
                         np.ones(len(fi), bool) if detected is None else detected)
@@ -207,10 +208,10 @@ def test_align_refuses_a_namesake_of_another_session(tmp_path, field_cases):
     shutil.copy(field_cases/'base.mp4', tmp_path/'s1'/'cam1.mp4'); shutil.copy(field_cases/'one.mp4', tmp_path/'s2'/'cam1.mp4')
     shutil.copy(field_cases/'base.mp4', tmp_path/'s1'/'cam2.mp4')
     def store(path, video):
-        return _write_store(path, dict(backbone='toy', columns='["frame"]', video_name='cam1.mp4', video_fingerprint=file_fingerprint(video),
+        return write_store(path, dict(backbone='toy', columns='["frame"]', video_name='cam1.mp4', video_fingerprint=file_fingerprint(video),
                                        video_fps=30.0, video_frame_count=90), np.arange(90, dtype=np.float32)[:, None], np.arange(90),
                             np.full((90, 4), -1, np.int32), np.ones(90, bool))
-    ref = _write_store(tmp_path/'ref.h5', dict(backbone='toy', columns='["frame"]', video_name='cam2.mp4', video_fps=30.0, video_frame_count=90),
+    ref = write_store(tmp_path/'ref.h5', dict(backbone='toy', columns='["frame"]', video_name='cam2.mp4', video_fps=30.0, video_frame_count=90),
                        np.arange(90, dtype=np.float32)[:, None], np.arange(90), np.full((90, 4), -1, np.int32), np.ones(90, bool))
     sync = SyncResult([CameraSync(str(tmp_path/'s1'/'cam2.mp4'), 30, 90, 0, 0, 1, 1, 'reference', 30),
                        CameraSync(str(tmp_path/'s1'/'cam1.mp4'), 30, 90, 0, 0, 1, 1, 'motion', 30)])

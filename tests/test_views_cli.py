@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from mousebehav.cli import main
-from mousebehav.multiview import SessionModel, _write_store, is_session_model, read_session_file
+from mousebehav.multiview import SessionModel, is_session_model, read_session_file
 from mousebehav.sync import CameraSync, SyncResult, write_sync
+from mousebehav.store import write_store
 
 CLASSES = ['face_groom', 'locomote', 'rearing']
 N = 360                    # frames per session (12 s at 30 fps)
@@ -33,7 +34,7 @@ def toy_view(path, y, video, seed, shift=0, lost=(), n_frames=None):
     cls = y[np.clip(ref, 0, N - 1)]
     x = np.array([[0, 0], [3, 0], [0, 3]], np.float32)[cls] + rng.normal(0, 0.7, (n, 2)).astype(np.float32)
     det = ~np.isin(ref, list(lost))
-    return _write_store(Path(path), dict(backbone='toy', columns=json.dumps(['f0', 'f1']), feature_dim=2, video_name=video,
+    return write_store(Path(path), dict(backbone='toy', columns=json.dumps(['f0', 'f1']), feature_dim=2, video_name=video,
                                          video_fps=30.0, video_frame_count=n),
                         x, np.arange(n), np.full((n, 4), -1, np.int32), det)
 
