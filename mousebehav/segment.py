@@ -312,9 +312,18 @@ class Segmenter:
         blobs would be the bedding's shadows), the look is switched off for the rest of the video: motion alone, the
         resting mouse kept by the track. A dark mouse's mask, even a thin motion fragment of it, is never brighter than
         the floor (medians measured on the sample videos: 92–127 against floors of 100–127; the albino setup: 221
-        against 159)."""
-        c = look_channel(self.x, 'dark')
-        self.bright_votes.append(bool(np.median(c[m.view(bool)]) > np.median(c) + self.post['look_contrast'] / 2))
+        against 159)). A mask brighter than the floor next to a dark mouse is not a vote: when the dark look's largest blob
+        within the mask's box widened by the box's size on every side is at least half the mask's area, the moving thing
+        is a bright part or a reflection beside a dark mouse (a B-SOiD grooming panel, filmed from below: blobs 2.8–6.2 ×
+        the mask; the bedding's shadows around the albino setup's mouse: 0.17–0.21 ×)."""
+        c = look_channel(self.x, 'dark'); mm = m.view(bool); floor = np.median(c)
+        bright = bool(np.median(c[mm]) > floor + self.post['look_contrast'] / 2)
+        if bright:
+            x, y, w, h = cv2.boundingRect(m); H, W = c.shape
+            d = (c[max(0, y - h):min(H, y + 2 * h), max(0, x - w):min(W, x + 2 * w)] < floor - self.post['look_contrast']).view(np.uint8)
+            k, _, st, _ = cv2.connectedComponentsWithStats(d, connectivity=8)
+            bright = not (k > 1 and st[1:, cv2.CC_STAT_AREA].max() >= 0.5 * mm.sum())
+        self.bright_votes.append(bright)
         if len(self.bright_votes) == self.post['look_check'] and 2 * sum(self.bright_votes) > len(self.bright_votes):
             self.look = None
 
