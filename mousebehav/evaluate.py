@@ -799,6 +799,10 @@ def _cmd_bench_classify(args) -> int:
                              progress=not args.quiet, model=args.model, seeds=args.seeds, lstm_seeds=args.lstm_seeds)
     print(results_table(res))
     print(f"timings (s): " + ', '.join(f"{k} {v:.1f}" for k, v in res['timings_s'].items()))
+    c = res.get('calibration') or {}; f = c.get('frames') if c.get('headline') == 'frames' else c
+    if f: print(f"calibration ({'per frame' if f is not c else 'per sequence'}, held out): ECE {f['ece_before']:.3f} → "
+                f"{f['ece_after']:.3f} after temperature scaling (floor {f['ece_floor']:.3f}); 'unsure' below {f['threshold']:.2f}: "
+                f"precision {f['precision']:.3f} of the rest, {100 * f['unsure']:.0f} % unsure (target {f['target_precision']:.2f})")
     print(f"wrote {Path(args.out)/'metrics.json'} and {Path(args.out)/'confusion.png'}"
           + (f"; model {args.save_model}" if args.save_model else ''))
     return 0

@@ -77,11 +77,24 @@ def test_stabilise_and_bouts():
 
 @pytest.fixture(scope='module')
 def bench_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp('bench')
-    rc = main(['bench', 'classify', '--dataset', 'bsoid-clips', '--classes', 'coarse', '--out', str(out/'run'),
-               '--epochs', '5', '--limit', '10', '--seeds', '3', '--save-model', str(out/'model.skops'), '--quiet'])
+    import contextlib, io
+    out = tmp_path_factory.mktemp('bench'); printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        rc = main(['bench', 'classify', '--dataset', 'bsoid-clips', '--classes', 'coarse', '--out', str(out/'run'),
+                   '--epochs', '5', '--limit', '10', '--seeds', '3', '--save-model', str(out/'model.skops'), '--quiet'])
     assert rc == 0
+    (out/'stdout.txt').write_text(printed.getvalue())
     return out
+
+
+def test_bench_classify_prints_its_calibration(bench_run):
+    "The command prints the headline's held-out calibration (per frame for the frame model) with metrics.json's figures."
+    c = json.loads((bench_run/'run'/'metrics.json').read_text())['calibration']
+    assert c['headline'] == 'frames'
+    f = c['frames']
+    line = next(l for l in (bench_run/'stdout.txt').read_text().splitlines() if l.startswith('calibration ('))
+    assert line.startswith('calibration (per frame, held out)')
+    assert f"ECE {f['ece_before']:.3f} → {f['ece_after']:.3f}" in line and f"precision {f['precision']:.3f}" in line
 
 
 def test_bench_classify_reduced(bench_run):
