@@ -271,14 +271,22 @@ class IMBS:
                 self.k = 0; self.ready = True; self.resetting = False; self.n_rebuilds += 1
         finally: numba.set_num_threads(old)
 
-    def build(self, frames) -> IMBS:
-        "Build a model at once from up to `n_samples` frames (e.g. spread over a whole video); ready afterwards."
+    def build(self, frames, exclude=None) -> IMBS:
+        """Build a model at once from up to `n_samples` frames (e.g. spread over a whole video); ready afterwards.
+        `exclude`: one (H,W) bool mask per frame, of the pixels not taken as samples from it (a pixel left out of
+        every frame has no model until the next rebuild: background)."""
         xs = [self._check(f) for f in list(frames)[:self.N]]
         if len(xs) < self.D: raise IMBSError(f"build needs at least min_bin_height={self.D} frames (got {len(xs)})")
+        if exclude is not None:
+            exclude = [np.ascontiguousarray(e, dtype=np.bool_) for e in list(exclude)[:len(xs)]]
+            if len(exclude) != len(xs) or any(e.shape != self.shape for e in exclude):
+                raise IMBSError(f"build: exclude needs one {self.shape} mask per frame (got {[e.shape for e in exclude]})")
         self.nBins[:] = 0; lab = np.zeros(self.shape, np.uint8); ex = np.zeros((1, 1), np.bool_)
         old = self._nt()
         try:
-            for x in xs: _insert(x, lab, ex, False, self.binC, self.binH, self.binG, self.nBins, int(self.params['assoc_threshold']))
+            for k, x in enumerate(xs):
+                _insert(x, lab, ex if exclude is None else exclude[k], exclude is not None, self.binC, self.binH, self.binG,
+                        self.nBins, int(self.params['assoc_threshold']))
             _finalise(self.binC, self.binH, self.binG, self.nBins, lab, self.modeC, self.modeTag, self.nModes, self.modeHSV,
                       self.pi, self.D, self.M, int(self.params['fg_threshold']), 1, True)
         finally: numba.set_num_threads(old)

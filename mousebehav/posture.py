@@ -130,8 +130,12 @@ def _differences(have: dict, want: dict) -> list[str]:
     return [f"{k}: store has {have.get(k)!r}, this run {want[k]!r}" for k in _COMPARED if k in want and have.get(k) != want[k]]
 
 def _prime_at(seg, path, crop=None, first: int = 0):
-    """Prime the segmenter `seg` as `Segmenter.prime_from_video` primes it for frame 0, but for a segmenter whose first
-    frame is `first`: frames spread over `first` … `first` + `PRIME_WINDOW_S` seconds (at most to the video's end)."""
+    """Prime the segmenter `seg` as `Segmenter.prime_from_video` primes it for frame 0 (`first` 0: exactly so, as an
+    unchunked run), but for a segmenter whose first frame is `first`: frames spread over `first` … `first` +
+    `PRIME_WINDOW_S` seconds (at most to the video's end), the mouse of each left out (`Segmenter.prime` with
+    `without_movers`): the model that a run from frame 0 has at `first` never learnt the mouse it tracked, and a mouse
+    resting at the same place in two of these frames (the end of a short window, or a video that repeats) would
+    otherwise be background there, and the chunk's track start on a part of the mouse."""
     from mousebehav.segment import PRIME_WINDOW_S
     from mousebehav.video import read_frame
     if not first: return seg.prime_from_video(path, crop)
@@ -139,7 +143,8 @@ def _prime_at(seg, path, crop=None, first: int = 0):
     if info.frame_count - first < 2: return seg
     n = seg.model.m.N if seg.method == 'imbs' else 10
     last = min(info.frame_count, first + int(PRIME_WINDOW_S * (info.fps if info.fps > 0 else 30.0))) - 1
-    return seg.prime([read_frame(path, int(i), crop) for i in np.unique(np.linspace(first, last, n).round().astype(int))])
+    return seg.prime([read_frame(path, int(i), crop) for i in np.unique(np.linspace(first, last, n).round().astype(int))],
+                     without_movers=True)
 
 def _segmenter(segmentation, params, info, crop, first: int|None = 0):
     """(method name, its parameters, per-frame function (index, BGR frame) → (bbox, mask)) for a method name or a

@@ -208,14 +208,24 @@ class Segmenter:
             if self.post['tail_cut'] > 0: m = self._cut_tail(m)
         return _empty(*self.shape) if m is None else self._result(m)
 
-    def prime(self, frames) -> Segmenter:
+    def prime(self, frames, without_movers: bool = False) -> Segmenter:
         """Build the background model at once from `frames` (e.g. spread over the whole video) instead of waiting for the
-        first model: the segmenter is `ready` from the next frame, and a mouse that sits still in the first seconds is found."""
+        first model: the segmenter is `ready` from the next frame, and a mouse that sits still in the first seconds is found.
+        `without_movers` (IMBS, 3 frames or more): each frame's pixels that differ from the frames' per-pixel median by the
+        model's `fg_threshold` or more (the mouse, where it is in that frame and not in most of the others), dilated by
+        `freeze_px`, are not taken as background samples, as a running model never learns the tracked mouse: a mouse at the
+        same place in two of the frames is not made background (`mousebehav.posture._prime_at`, the chunks of a video)."""
         frames = list(frames)
         if not frames: raise SegmentError("prime needs at least one frame")
         if self.shape is None: self._init(frames[0])
         xs = [cv2.resize(f, self.small, interpolation=cv2.INTER_AREA) if self.k > 1 else np.ascontiguousarray(f) for f in frames]
-        if self.method == 'imbs': self.model.m.build(xs)
+        if self.method == 'imbs' and without_movers and len(xs) >= 3:
+            xs = xs[:self.model.m.N]
+            med = np.median(np.stack(xs), axis=0).astype(np.int16)
+            t = int(self.model.m.params['fg_threshold'])
+            ex = [cv2.dilate((np.abs(x.astype(np.int16) - med).max(-1) >= t).view(np.uint8), self.kf).view(bool) for x in xs]
+            self.model.m.build(xs, ex)
+        elif self.method == 'imbs': self.model.m.build(xs)
         else:
             for x in xs: self.model.classify(x)
         self.primed = True

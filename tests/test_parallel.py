@@ -1,6 +1,6 @@
 """Long videos in chunks on several processes: chunked stores against unchunked ones, resuming a killed run chunk by
 chunk, a chunk that cannot be decoded, the Dask path, and the `--backbone motion` / `posture+motion` wiring."""
-import json, os, signal, subprocess, sys, time
+import json, os, signal, subprocess, sys, time, warnings
 
 import cv2
 import h5py
@@ -9,8 +9,8 @@ import pytest
 
 from mousebehav.cli import main
 from mousebehav.data import fetch_file
-from mousebehav.features import (CHUNK_S, MIN_CHUNK_S, OVERLAP_S, FeatureError, chunk_differences, extract, extract_many,
-                                 features_path, load_features, plan_chunks, priming_windows)
+from mousebehav.features import (CHUNK_S, MIN_CHUNK_S, OVERLAP_S, FeatureError, FeatureWarning, chunk_differences, extract,
+                                 extract_many, features_path, load_features, plan_chunks, priming_windows)
 from mousebehav.video import iter_frames, probe, write_video
 
 N_OF = 2330   # frames of the open-field video (640x480, 30 fps, 78 s)
@@ -74,6 +74,27 @@ def test_chunked_equals_unchunked(runs, backbone):
     np.testing.assert_array_equal(C.features, S.features)
     np.testing.assert_array_equal(C.bbox, S.bbox)
     assert not list(runs[backbone, 'chunked'].parent.glob('*partial*')) and not list(runs[backbone, 'chunked'].parent.glob('*writing*'))
+
+
+def test_chunks_of_a_looped_video_equal_unchunked(openfield, tmp_path):
+    """The open field played three times (6990 frames; at 2330 and 4660 the mouse jumps back to where it started), in
+    chunks of 30 s: the chunk from frame 5240 starts its segmenter at 4640, and is primed from frames 4640 … 6989, the
+    first and the last of which show the mouse at the same place (the video's frames 2310 and 2329). Primed with the
+    mouse in every frame, its background held the mouse there and the track locked onto a part of it, then onto the
+    whole frame (880 rows differed); primed without what moves, every seam settles and the store is the unchunked one."""
+    from mousebehav.features import repeat_video
+    v = repeat_video(openfield, tmp_path/'x3.mp4', 3)
+    S = load_features(extract(v, tmp_path/'serial', backbone='posture', workers=1, chunk_s=0, progress=False))
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', FeatureWarning)                    # a seam that does not settle warns: fail
+        C = load_features(extract(v, tmp_path/'chunked', backbone='posture', workers=2, chunk_s=30, progress=False))
+    starts = [a for a, _ in json.loads(C.attrs['chunks'])]
+    assert 5240 in starts and int(C.attrs['chunk_lead']) == 600, starts    # the chunk whose lead begins 20 frames before the jump
+    d = chunk_differences(S, C)
+    assert all(t is not None for _, t in d['seams']), d['seams']
+    assert d['identical_outside'] and d['rows'] == 0, (d['rows'], d['outside'][:10])
+    np.testing.assert_array_equal(C.features, S.features)
+    np.testing.assert_array_equal(C.bbox, S.bbox)
 
 
 def test_cnn_crops_from_worker_processes_equal_unchunked(openfield, tmp_path):
