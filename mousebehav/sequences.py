@@ -107,6 +107,15 @@ def _class_rule(classes, scheme):
         return c, None
     return rule
 
+def _class_hint(beh: str, where: str) -> str:
+    "For an unknown label of behaviors.csv: the behaviours it groups when it is a class name, else the known names."
+    if where != 'behaviors.csv': return ''
+    b = _behaviors_table()
+    for col in ('coarse_class', 'seed_class'):
+        if col in b.columns and beh in set(b[col].dropna()):
+            return f"; {beh!r} is a class: label the behaviours it groups, {', '.join(sorted(b.behavior[b[col] == beh]))}"
+    return f"; known: {', '.join(sorted(b.behavior))}; a BORIS export takes any names"
+
 def _check_rows(labels: pd.DataFrame, videos, classes, name, behaviors, scheme, unknown_videos):
     "The checker's work: (kept rows, skipped rows, [(row number, error)])."
     src = name or labels.attrs.get('source') or '<table>'
@@ -139,7 +148,7 @@ def _check_rows(labels: pd.DataFrame, videos, classes, name, behaviors, scheme, 
         if not video: bad.append("video is empty"); video = None
         beh = _cell(col['behavior'][i])
         if beh is None: bad.append("behavior is empty")
-        elif known is not None and beh not in known: bad.append(f"unknown behavior {beh!r} (not in {where})")
+        elif known is not None and beh not in known: bad.append(f"unknown behavior {beh!r} (not in {where}{_class_hint(beh, where)})")
         s, e = vals.get('start_frame'), vals.get('end_frame')
         if s is not None and s < 0: bad.append(f"start_frame {s} is negative")
         if s is not None and e is not None and e <= s: bad.append(f"end_frame {e} <= start_frame {s} (end is exclusive)")
