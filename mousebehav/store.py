@@ -32,7 +32,6 @@ USER_ERRORS = (FeatureError,)
 # %% ../nbs/04_store.ipynb #5a3802eb
 def content_key(video) -> str:
     "A short key (10 hex digits) of the video file's content (`mousebehav.video.file_fingerprint`), never of its name."
-    from mousebehav.video import file_fingerprint
     return hashlib.sha1(file_fingerprint(video).encode()).hexdigest()[:10]
 
 def features_path(out_dir, video, crop=None, keyed: bool = False) -> Path:
