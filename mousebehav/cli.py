@@ -71,7 +71,7 @@ COMMANDS = {
                             'bouts CSV)'),
     'sync': ('sync', 'offset and drift between videos of one session (first video = reference)'),
     'calib': ('multiview', 'cameras of a calibration and their reprojection error (flags broken cameras)'),
-    'demo': ('demo', 'behaviour from few labels on the sample videos: segmentation → posture → cross-validated '
+    'demo': ('demo', 'behaviour from few labels on the sample videos: segmentation → posture and motion → cross-validated '
                      'frame model next to the paper LSTM and pooled baselines, report folder with metrics, '
                      'confusion matrix and an ethogram of a held-out panel'),
     'live': ('live', 'classify frames as they arrive from a camera or a video (stabilised labels, one CSV row per '

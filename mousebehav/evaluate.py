@@ -476,8 +476,9 @@ def _config_dict(cfg) -> dict:
 
 MODEL_KINDS = ('frames', 'lstm')
 # the product's defaults, chosen by design and by cross-validation inside the training folds (notebook 06a), never by
-# the test figures of a run: the frame model on posture descriptors
-DEFAULT_MODEL, DEFAULT_BACKBONE = 'frames', 'posture'
+# the test figures of a run: the frame model on posture and motion descriptors (the mask's shape and the motion inside
+# it, the cues the paper's CNN features miss: notebooks 04a, 04b)
+DEFAULT_MODEL, DEFAULT_BACKBONE = 'frames', 'posture+motion'
 # the LSTM run next to it (and the headline with model='lstm'): the preset for few labelled bouts (`mousebehav.lstm.PRESETS`)
 DEFAULT_LSTM = 'few'
 
@@ -865,7 +866,7 @@ def _cmd_predict(args) -> int:
 def add_bench(sub):
     p = sub.add_parser('classify', help='cross-validated behaviour classification on a sample dataset (frame model, LSTMs, baselines)',
                        description='Features of every labelled sequence, grouped cross-validation by the label table fold of '
-                       'the headline model (default: the frame model on posture), the LSTM presets and mean+std logistic '
+                       'the headline model (default: the frame model on posture+motion), the LSTM presets and mean+std logistic '
                        'regression and extra trees, each seeded model with several seeds (mean ± sd).')
     p.add_argument('--dataset', choices=DATASETS, default='bsoid-panels')
     p.add_argument('--classes', choices=['seed', 'coarse', 'fine'], default='seed', help='class set (default: seed, the paper four)')

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['USER_ERRORS', 'LiveError', 'Stabiliser', 'OnlinePosture', 'window_lag', 'OnlineWindows', 'LiveFrame',
+__all__ = ['USER_ERRORS', 'LiveError', 'Stabiliser', 'OnlinePosture', 'window_lag', 'OnlineWindows', 'OnlineMotion', 'LiveFrame',
            'temperature_scale', 'OnlineClassifier', 'measure_body_area', 'classify_video', 'frames_table',
            'open_source', 'paced', 'EthogramWriter', 'write_bouts', 'run_live', 'ece', 'fit_temperature',
            'cross_fit_temperature', 'precision_coverage', 'unsure_threshold', 'frame_calibration', 'calibration_report',
@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 # %% ../nbs/11_live.ipynb #73b2ed8a
+from . import motion as M
 from .posture import RAW_COLUMNS, POSTURE_COLUMNS, measure_frame, every_nth
 from .frame_model import window_features, window_frames
 from .evaluate import bouts, bouts_path, check_probabilities, stabilise
@@ -150,6 +151,82 @@ class OnlineWindows:
         while self.done < self.n: out.append((self.done, self._one(self.done))); self.done += 1
         return out
 
+# %% ../nbs/11_live.ipynb #e947d2a2
+class OnlineMotion:
+    """`motion.settle_heads` then `motion.motion_descriptors`, one frame at a time. `fps`: frames per second;
+    `body_area`: the mouse's median mask area in px (None: the median over the first `body_s` seconds of frames with a
+    mouse; rows wait until then); `hold_s`: how long the rows of a mouse that has not travelled yet wait for travel to
+    name its head end, so that they are turned around as `settle_heads` turns them; `bands` (Hz) and `window_s` (s):
+    the sliding spectrum (`motion.band_power`). `update(row, state)` takes one `motion.MotionTracker.update` output
+    (px/frame row, state row) and returns the (index, (D,) float32 `motion.motion_columns(fps)` row) pairs now known,
+    in order; `finish()` the rest (band windows cut at the end as offline). With a given body area (or one over the
+    whole stream) the rows are the offline descriptors of the same tracker rows, up to rounding, except for rows
+    answered before the head was named when that took longer than `hold_s` (offline turns them around afterwards)."""
+    def __init__(self, fps: float, body_area: float|None = None, body_s: float = 10.0, hold_s: float = 10.0,
+                 bands=M.BANDS, window_s: float = M.WINDOW_S):
+        if not fps or fps <= 0: raise LiveError(f"fps must be > 0, got {fps}")
+        if body_area is not None and not (np.isfinite(body_area) and body_area > 0): raise LiveError(f"body_area must be > 0 px, got {body_area}")
+        self.fps, self.bands, self.window_s = float(fps), bands, float(window_s)
+        self.area = None if body_area is None else float(body_area)
+        self.body_frames = max(1, int(round(body_s * self.fps))); self.hold = max(0, int(round(hold_s * self.fps)))
+        self.nw = M.spectrum_frames(self.fps, self.window_s)
+        self.areas = []; self.n_in = 0                      # areas > 0 of the first frames, while the body is measured
+        self.named = False; self.waiting = deque()          # (row, state) of the frames since the start, until travel names the head
+        self.rows = []; self.first = 0                      # settled rows from index `first` on (those still needed)
+        self.done = 0                                       # rows answered
+
+    @property
+    def lag(self) -> int:
+        "Frames after a frame that its band window needs (at the start, rows also wait for the body area and the head)."
+        return self.nw - self.nw // 2 - 1
+
+    def _settle(self, n: int|None = None):
+        "The first `n` waiting rows (all: None) settled — by `settle_heads` once the last of them is the first named frame."
+        if n is None:
+            r, s = np.stack([r for r, _ in self.waiting]), np.stack([s for _, s in self.waiting])
+            self.rows += list(M.settle_heads(r, s)[0]); self.waiting.clear()
+        else:
+            for _ in range(n): self.rows.append(self.waiting.popleft()[0])
+
+    def _desc(self, t: int, start: int|None) -> tuple[int, np.ndarray]:
+        "Row `t`'s descriptors, its band powers over the window of rows `start` … `start + nw - 1` (None: the whole, shorter, stream)."
+        a, b = (self.first, self.first + len(self.rows)) if start is None else (start, start + self.nw)
+        x = np.stack(self.rows[a - self.first:b - self.first])
+        d = M.motion_descriptors(x, np.full(len(x), self.area), self.fps, self.bands, self.window_s)
+        return t, d[t - a]
+
+    def _ready(self, final: bool = False) -> list:
+        if self.area is None: return []
+        out = []; n = self.first + len(self.rows)           # rows settled so far
+        while self.done < n:
+            t = self.done; start = max(0, t - self.nw // 2)
+            if final: start = min(start, self.n_in - self.nw); start = None if start < 0 else start
+            elif start + self.nw > n: break
+            out.append(self._desc(t, start)); self.done += 1
+        keep = max(0, min(self.done - self.nw // 2, n - self.nw))   # the first row a later window can start at
+        if keep > self.first: del self.rows[:keep - self.first]; self.first = keep
+        return out
+
+    def update(self, row, state) -> list:
+        r, st = np.asarray(row, np.float64), np.asarray(state, np.float64)
+        if r.shape != (len(M.MOTION_COLUMNS),) or st.shape != (len(M.STATE_COLUMNS),):
+            raise LiveError(f"a motion row has {len(M.MOTION_COLUMNS)} values and a state {len(M.STATE_COLUMNS)}, got {r.shape} and {st.shape}")
+        self.n_in += 1
+        if self.area is None and st[0] > 0: self.areas.append(st[0])
+        if self.named: self.rows.append(r)
+        else:
+            self.waiting.append((r, st))
+            if st[M.STATE_COLUMNS.index('named')] > 0: self.named = True; self._settle()
+            elif len(self.waiting) > self.hold: self._settle(len(self.waiting) - self.hold)   # waited long enough: as it is
+        if self.area is None and self.n_in >= self.body_frames and self.areas: self.area = float(np.median(self.areas))
+        return self._ready()
+
+    def finish(self) -> list:
+        if self.area is None: self.area = float(np.median(self.areas)) if self.areas else 1.0
+        self._settle(len(self.waiting))
+        return self._ready(final=True)
+
+
 # %% ../nbs/11_live.ipynb #6c9ef178
 @dataclass
 class LiveFrame:
@@ -170,49 +247,66 @@ def temperature_scale(p, T: float) -> np.ndarray:
     return e / e.sum(-1, keepdims=True)
 
 class OnlineClassifier:
-    """Classify the frames of one video or camera stream one at a time with a frame model on posture descriptors.
+    """Classify the frames of one video or camera stream one at a time with a frame model on posture descriptors, or
+    on posture and motion descriptors (backbone 'posture+motion': `OnlineMotion` beside `OnlinePosture`).
     `model`: a `frame_model.FrameModel` (or a saved model's path); `fps`: the stream's frame rate; `frame_size`:
     (width, height) px of the (cropped) frames; `segmenter`: a `segment.Segmenter` (default IMBS at `fps`; prime it,
-    e.g. `prime_from_video`, for a mouse that sits still at the start); `body_area`: see `OnlinePosture`;
+    e.g. `prime_from_video`, for a mouse that sits still at the start); `body_area`: see `OnlinePosture` (and
+    `OnlineMotion`, which takes the same one); `hold_s`: see `OnlineMotion`;
     `threshold`/`min_frames`: stabilisation as `predict` (`evaluate.stabilise`, causal; None: the most probable
     class); `temperature`: calibration (`fit_temperature`; 1: none): the per-frame one, `calibration['frames']['temperature']`
     of `bench classify`'s metrics.json (`frame_calibration`); `unsure`: calibrated confidence below which the label is
     'unsure' (None: never): the per-frame `threshold` beside it. `step(frame, index, time_s)` → the `LiveFrame`s answered now; `finish()` the rest.
-    Raises `LiveError` for a model it cannot run (not a frame model, not on posture, a frame rate that does not fit)."""
+    Raises `LiveError` for a model it cannot run (not a frame model, inputs other than posture or posture+motion, a frame rate
+    or width that does not fit)."""
     def __init__(self, model, fps: float, frame_size, segmenter=None, body_area: float|None = None, body_s: float = 10.0,
-                 threshold: float|None = None, min_frames: int = 3, temperature: float = 1.0, unsure: float|None = None):
+                 threshold: float|None = None, min_frames: int = 3, temperature: float = 1.0, unsure: float|None = None,
+                 hold_s: float = 10.0):
         from mousebehav import evaluate as E, segment as S
         fm = E.load_any_model(model) if isinstance(model, (str, os.PathLike)) else model
         if not E.is_frame_model(fm): raise LiveError("live classification runs frame models (train --model frames); this is an LSTM")
-        if fm.backbone != 'posture':
-            raise LiveError(f"live classification runs frame models on posture descriptors; this one is on {fm.backbone!r}")
+        self.kinds = tuple(str(fm.backbone).split('+'))
+        if self.kinds not in (('posture',), ('posture', 'motion')):
+            raise LiveError(f"live classification runs frame models on posture or posture+motion descriptors; this one is on {fm.backbone!r}")
         if not fps or fps <= 0: raise LiveError(f"fps must be > 0, got {fps}")
         self.fm, self.fps, self.frame_size = fm, float(fps), tuple(int(v) for v in frame_size)
         self.stride = max(1, int(round(self.fps / fm.fps)))
-        E.check_model_features(fm, 'posture', len(POSTURE_COLUMNS), self.fps / self.stride)
+        motion = 'motion' in self.kinds
+        dim = len(POSTURE_COLUMNS) + (len(M.motion_columns(self.fps)) if motion else 0)
+        if motion and dim != fm.feature_dim:
+            raise LiveError(f"this model has {fm.feature_dim - len(POSTURE_COLUMNS)} motion columns, a {self.fps:g} fps stream gives "
+                            f"{dim - len(POSTURE_COLUMNS)}: the motion bands depend on the video's frame rate (up to its Nyquist "
+                            f"frequency), so a posture+motion model runs on videos of the frame rate it was trained at")
+        E.check_model_features(fm, fm.backbone, dim, self.fps / self.stride)
         if not (np.isfinite(temperature) and temperature > 0): raise LiveError(f"temperature must be > 0, got {temperature}")
         self.temperature, self.unsure = float(temperature), unsure
         self.seg = segmenter or S.Segmenter('imbs', fps=self.fps)
         self.posture = OnlinePosture(self.fps, self.frame_size, body_area, body_s)
+        self.motion = OnlineMotion(self.fps, body_area, body_s, hold_s) if motion else None
+        self.tracker = M.MotionTracker(self.fps, 'dis', M.auto_scale(*self.frame_size)) if motion else None   # as `extract_motion`
         self.windows = OnlineWindows(fm.fps, fm.config.windows_s, fm.config.stats)
         self.drop = fm.config.repeats == 'drop'
         self.stab = Stabiliser(threshold, min_frames)
         self.classes = list(fm.classes)
         self.prev_g = self.prev_m = None; self.last_index = -1
-        self.block, self.block_id = [], None                 # descriptor rows of the current block
+        self.parts = {k: {} for k in self.kinds}             # block number → (descriptor row, mouse found) of each input
+        self.part_frames = {k: deque() for k in self.kinds}  # (frame, mouse found) of each input's rows not out yet
+        self.part_at = {k: -1 for k in self.kinds}           # block of each input's newest row out
+        self.blocks = deque()                                # blocks not closed yet, in order
         self.rows = deque()                                  # (row id, kept row number or None for a repeat)
         self.frames = deque()                                # (frame, time, bbox, row id) not answered yet
         self.prev_row = None; self.kept = 0
         self.probs = {}                                      # kept row number → probabilities (answered, not yet used)
         self.row_probs = {}                                  # row id → probabilities
         self.last_kept_p = None; self.newest_t = 0.0
-        self.desc_frames = deque()                           # frame numbers of the posture rows not out yet
         self.H = self.windows.H; self.last_latency_ms = 0.0; self._trees = None
 
     @property
     def delay_rows(self) -> int: return self.H
     @property
-    def delay_s(self) -> float: return (self.H + 1) * self.stride / self.fps
+    def delay_s(self) -> float:
+        "Seconds from a frame to its answer while streaming (after the start, when body area and head are known)."
+        return ((self.H + 1) * self.stride + (self.motion.lag if self.motion else 0)) / self.fps
 
     def _proba(self, W) -> np.ndarray:
         "The frame model's probabilities of one row: a forest's trees called directly, in the forest's order and sums (no per-call set-up)."
@@ -246,15 +340,22 @@ class OnlineClassifier:
             else: break
             self.row_probs[rid] = p; self.rows.popleft()
 
-    def _desc_in(self, pairs, final=False):
-        for i, d in pairs:
-            f = self.desc_frames.popleft(); b = f // self.stride
-            if self.block_id is not None and b != self.block_id: self._close_block()
-            self.block_id = b; self.block.append(d)
-        if final and self.block: self._close_block()
+    def _part_in(self, kind: str, pairs):
+        "Descriptor rows of one input (`kind`), each put in the block of its frame."
+        q = self.part_frames[kind]
+        for _, d in pairs:
+            f, ok = q.popleft(); b = f // self.stride
+            self.parts[kind].setdefault(b, []).append((d, ok)); self.part_at[kind] = b
 
-    def _close_block(self):
-        self._row_in(every_nth(np.stack(self.block), self.stride)[0], self.block_id); self.block = []
+    def _close_blocks(self, final: bool = False):
+        "Blocks every input has gone past (all at the end) → one row each, the inputs side by side as `combine_stores` joins them."
+        while self.blocks and (final or all(self.part_at[k] > self.blocks[0] for k in self.kinds)):
+            b = self.blocks.popleft(); parts = []
+            for k in self.kinds:
+                rows = self.parts[k].pop(b); d = np.stack([r for r, _ in rows])
+                if k == 'posture': parts.append(every_nth(d, self.stride)[0])          # as `posture.extract_posture`
+                else: parts.append(M.block_means(d, np.array([ok for _, ok in rows]), self.stride)[0][0])   # as `extract_motion`
+            self._row_in(np.concatenate(parts), b)
 
     def _answer(self, latency_ms) -> list:
         self._rows_out(); out = []
@@ -285,9 +386,15 @@ class OnlineClassifier:
         ok = bool(box[0] >= 0)
         raw = measure_frame(g, mask, self.prev_g, self.prev_m) if ok else np.full(len(RAW_COLUMNS), np.nan)
         self.prev_g, self.prev_m = g, (mask if ok else None)
-        self.frames.append((i, t, tuple(int(v) for v in box), i // self.stride))
-        self.desc_frames.append(i)
-        self._desc_in(self.posture.update(raw))
+        b = i // self.stride
+        self.frames.append((i, t, tuple(int(v) for v in box), b))
+        if not self.blocks or self.blocks[-1] != b: self.blocks.append(b)
+        self.part_frames['posture'].append((i, ok))
+        self._part_in('posture', self.posture.update(raw))
+        if self.motion is not None:
+            self.part_frames['motion'].append((i, ok))
+            self._part_in('motion', self.motion.update(*self.tracker.update(g, mask if ok else None)))
+        self._close_blocks()
         out = self._answer(0.0)
         self.last_latency_ms = (time.perf_counter() - t0) * 1e3
         for fr in out: fr.latency_ms = self.last_latency_ms
@@ -296,7 +403,9 @@ class OnlineClassifier:
     def finish(self) -> list[LiveFrame]:
         "The end of the stream: every frame not answered yet, with windows cut short at the end (as offline)."
         t0 = time.perf_counter()
-        self._desc_in(self.posture.finish(), final=True)
+        self._part_in('posture', self.posture.finish())
+        if self.motion is not None: self._part_in('motion', self.motion.finish())
+        self._close_blocks(final=True)
         for k, W in self.windows.finish(): self.probs[k] = self._proba(W)
         return self._answer((time.perf_counter() - t0) * 1e3)
 
@@ -924,7 +1033,7 @@ def _cmd_bench(args) -> int:
 def add_cli(sub):
     p = sub.add_parser('live', help='classify frames as they arrive from a camera or a video (stabilised labels, one CSV row per frame)')
     p.add_argument('model', metavar='MODEL', nargs='?', default=None,
-                   help='a frame model on posture (train --model frames); default: the model that ships (coarse classes)')
+                   help='a frame model on posture or posture+motion (train --model frames); default: the model that ships (coarse classes)')
     p.add_argument('--source', required=True, metavar='CAMERA_INDEX|VIDEO', help='camera number (0, 1, …) or a video file')
     p.add_argument('--out', required=True, metavar='ETHOGRAM.csv', help='per-frame CSV, appended as frames are answered; bouts go to <stem>_bouts.csv')
     p.add_argument('--realtime', action='store_true', help='pace a video file at its frame rate, dropping frames the machine is too slow for')

@@ -10,10 +10,10 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['USER_ERRORS', 'FLOWS', 'DIRECTIONS', 'MOTION_COLUMNS', 'MARGIN', 'MOVING_PX', 'STILL_PX', 'BANDS', 'WINDOW_S',
            'BAND_SIGNALS', 'TRAVEL_S', 'TRAVEL_MIN', 'MOVING_SPEED', 'STATE_COLUMNS', 'CHECKPOINT', 'MotionError',
-           'auto_scale', 'flow_function', 'body_axis', 'orient', 'motion_frame', 'oscillation_video', 'bands_for',
-           'band_columns', 'band_power', 'MotionTracker', 'settle_heads', 'motion_columns', 'motion_descriptors',
-           'block_means', 'extract_motion', 'combine_stores', 'flow_overlay', 'motion_browser', 'bench_motion',
-           'add_cli', 'add_bench']
+           'auto_scale', 'flow_function', 'body_axis', 'orient', 'motion_frame', 'oscillation_video', 'spectrum_frames',
+           'bands_for', 'band_columns', 'band_power', 'MotionTracker', 'settle_heads', 'motion_columns',
+           'motion_descriptors', 'block_means', 'extract_motion', 'combine_stores', 'flow_overlay', 'motion_browser',
+           'bench_motion', 'add_cli', 'add_bench']
 
 # %% ../nbs/04b_motion.ipynb #ac880794
 import cv2
@@ -188,7 +188,9 @@ BANDS = ((1, 3), (3, 6), (6, 10), (10, 15))   # Hz
 WINDOW_S = 1.0                                # s of the sliding spectrum
 BAND_SIGNALS = ('front', 'back')              # the mean internal motion vector of each half of the body
 
-def _window(fps: float, window_s: float) -> int: return max(4, int(round(window_s * fps)))
+def spectrum_frames(fps: float, window_s: float = WINDOW_S) -> int:
+    "Frames in the sliding spectrum's window of `window_s` s at `fps` frames per second: `max(4, round(window_s·fps))`."
+    return max(4, int(round(window_s * fps)))
 
 def _bins(f: np.ndarray, lo: float, hi: float, nyq: float) -> np.ndarray:
     return (f >= lo) & ((f < hi) | ((hi >= nyq) & (f <= nyq)))
@@ -200,7 +202,7 @@ def bands_for(fps: float, bands=BANDS, window_s: float = WINDOW_S) -> tuple[list
     bands = [tuple(float(x) for x in b) for b in bands]
     bad = [b for b in bands if len(b) != 2 or not 0 <= b[0] < b[1]]
     if bad: raise MotionError(f"bands must be (low, high) Hz with 0 <= low < high, got {bad}")
-    nyq = fps / 2; f = np.fft.rfftfreq(_window(fps, window_s), 1 / fps)
+    nyq = fps / 2; f = np.fft.rfftfreq(spectrum_frames(fps, window_s), 1 / fps)
     keep, drop = [], []
     for lo, hi in bands:
         hi2 = min(hi, nyq)
@@ -220,7 +222,7 @@ def band_power(x: np.ndarray, fps: float, bands=BANDS, window_s: float = WINDOW_
     shorter than one window gives zeros."""
     x = np.asarray(x, np.float64)
     if x.ndim == 1: x = x[:, None]
-    T = len(x); keep, _ = bands_for(fps, bands, window_s); n = _window(fps, window_s)
+    T = len(x); keep, _ = bands_for(fps, bands, window_s); n = spectrum_frames(fps, window_s)
     out = np.zeros((T, len(keep)))
     if T < n or not keep: return out
     f = np.fft.rfftfreq(n, 1 / fps); nyq = fps / 2

@@ -102,8 +102,8 @@ def test_bench_classify_reduced(bench_run):
     for k in REQUIRED: assert k in m, k
     for b in ['logreg', 'paper', 'trees', 'few']:
         for k in ['accuracy', 'macro_f1', 'per_class', 'confusion', 'folds', 'seeds_run']: assert k in m['baselines'][b]
-    # the headline is the default model (frame model on posture), first seed; every seed and mean ± sd are kept
-    assert (m['model'], m['model_kind'], m['backbone']) == ('frames', 'frames', 'posture')
+    # the headline is the default model (frame model on posture and motion), first seed; every seed and mean ± sd are kept
+    assert (m['model'], m['model_kind'], m['backbone']) == ('frames', 'frames', 'posture+motion')
     assert m['seeds_run'] == 3 and m['seeds']['seed'] == [0, 1, 2] and m['seeds']['accuracy'][0] == m['accuracy']
     assert m['seeds']['mean']['accuracy'] == pytest.approx(np.mean(m['seeds']['accuracy']))
     assert m['seeds']['sd']['macro_f1'] == pytest.approx(np.std(m['seeds']['macro_f1'], ddof=1))
@@ -185,7 +185,7 @@ def test_bench_classify_refuses_a_bad_model_kind_and_seeds(tmp_path, capsys):
 
 def test_evaluate_cli(bench_run, tmp_path):
     from mousebehav.data import fetch
-    stores = sorted((bench_run/'run'/'features').rglob('*.h5'))
+    stores = sorted((bench_run/'run'/'features').glob('*.h5'))   # the combined stores (their parts lie in posture/, motion/)
     assert stores
     rc = main(['evaluate', str(bench_run/'model.skops'), *map(str, stores),
                '--labels', str(fetch('bsoid-clips')/'labels.csv'), '--out', str(tmp_path/'ev')])

@@ -13,14 +13,16 @@ ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, '-c', 'import sys; from mousebehav.cli import main; sys.exit(main())']   # the console script
 
 
-@pytest.fixture(scope='module')
-def model(tmp_path_factory):
-    "A frame model on the posture descriptors of the 80 B-SOiD clips (coarse classes, 5 fps), saved."
-    d = tmp_path_factory.mktemp('live')
+def _clips_model(d, backbone: str):
+    "A frame model on the `backbone` descriptors of the 80 B-SOiD clips (coarse classes, 5 fps), saved in `d`."
     lab = labels_table('bsoid-clips'); lab = lab[lab.behavior.isin(list(S.class_map('coarse')))].reset_index(drop=True)
-    feats = E.dataset_features('bsoid-clips', lab, d/'feats', backbone='posture', stride=1)
+    feats = E.dataset_features('bsoid-clips', lab, d/'feats', backbone=backbone, stride=1)
     fm = FM.fit_frames(S.build_sequences(lab, feats, scheme='coarse'), n_estimators=60, scheme='coarse')
     return FM.save_frame_model(fm, d/'fm.skops')
+
+
+@pytest.fixture(scope='module')
+def model(tmp_path_factory): return _clips_model(tmp_path_factory.mktemp('live'), 'posture')
 
 
 @pytest.fixture(scope='module')
@@ -198,3 +200,35 @@ def test_live_with_the_model_that_ships(video, tmp_path):
     assert set(df.label) <= set(card['classes'])
     assert main(['live', str(tmp_path/'none.skops'), '--source', str(video), '--out', str(tmp_path/'n.csv'), '--quiet']) == 2
     assert not (tmp_path/'n.csv').exists()
+
+
+@pytest.fixture(scope='module')
+def pm_model(tmp_path_factory): return _clips_model(tmp_path_factory.mktemp('live_pm'), 'posture+motion')
+
+
+def test_online_equals_offline_with_motion(pm_model, video, tmp_path):
+    "A posture+motion model at the video's own rate: the clips are 5 fps, so the open field is read at 5 fps (every frame its own block)."
+    import cv2
+    from mousebehav.video import iter_frames
+    small = tmp_path/'of5.avi'                                       # the open field at 5 fps: every 6th frame, as a 5 fps video
+    w = cv2.VideoWriter(str(small), cv2.VideoWriter_fourcc(*'MJPG'), 5.0, (640, 480))
+    for i, f in iter_frames(video):
+        if i % 6 == 0: w.write(f)
+    w.release()
+    off = E.predict_video(pm_model, small, features_dir=tmp_path/'vf', threshold=0.4, min_frames=3, causal=True)
+    on, oc = L.classify_video(pm_model, small, body_area=L.measure_body_area(small), threshold=0.4, min_frames=3)
+    assert oc.motion is not None and oc.stride == 1 and len(on) == len(off) == 389
+    assert on.label.tolist() == off.label.tolist() and off.label.nunique() > 1
+    assert np.abs(on.filter(like='p_').values - off.filter(like='p_').values).max() <= 1e-6
+    assert (on.delay_s <= oc.delay_s + 1e-6).iloc[60:-60].all()      # after the first 10 s (body and head), within the lag
+
+
+def test_live_refuses_other_inputs(model, tmp_path):
+    fm = FM.load_frame_model(model); fm.backbone = 'efficientnet_lite0'
+    with pytest.raises(L.LiveError, match='posture or posture\\+motion'):
+        L.OnlineClassifier(fm, 30.0, (640, 480))
+
+
+def test_motion_model_at_another_frame_rate_is_refused(pm_model):
+    with pytest.raises(L.LiveError, match='frame rate it was trained at'):
+        L.OnlineClassifier(pm_model, 30.0, (640, 480))
