@@ -703,6 +703,12 @@ def predict_video(model, video, crop=None, features_dir=None, threshold: float|N
     if crop is not None: crop.check(info.width, info.height, str(video))
     crop = None if crop is None else str(crop)
     stride = max(1, int(round(info.fps / tm.fps)))   # feature rows at the model's rate
+    kinds = str(tm.backbone).split('+')
+    if 'motion' in kinds and set(kinds) <= {'posture', 'motion'}:   # the width is known before extracting: check it first
+        from mousebehav.posture import POSTURE_COLUMNS
+        from mousebehav.motion import motion_columns
+        width = sum(len(POSTURE_COLUMNS) if k == 'posture' else len(motion_columns(info.fps)) for k in kinds)
+        check_model_features(tm, tm.backbone, width, info.fps / stride)
     fdir = stride_dir(features_dir or default_features_dir(tm.backbone), stride)
     fp = Path(ST.features_path(fdir, video, crop, keyed=True))
     fp = _cached_or_extract(fp, video, tm.backbone, crop, stride, progress=progress, **(extract_kw or {}))

@@ -234,7 +234,10 @@ def check_features(fm: FrameModel, backbone: str, feature_dim: int, fps: float, 
     "Raise `FrameModelError` listing every way features differ from the model's training features (inputs, width, frame rate)."
     bad = []
     if backbone != fm.backbone: bad.append(f"backbone {backbone!r} (model: {fm.backbone!r})")
-    if int(feature_dim) != fm.feature_dim: bad.append(f"feature size {feature_dim} (model: {fm.feature_dim})")
+    if int(feature_dim) != fm.feature_dim:
+        why = (": motion descriptors have one band column per frequency band below the video's Nyquist frequency, so a "
+               "model with motion inputs runs on videos of the frame rate it was trained at") if 'motion' in str(fm.backbone) else ''
+        bad.append(f"feature size {feature_dim} (model: {fm.feature_dim}){why}")
     if fps is None or abs(float(fps) - fm.fps) > fps_tolerance * fm.fps:
         bad.append(f"frame rate {fps} fps (model: {fm.fps:g} fps; resample with build_sequences(fps=...))")
     if bad: raise FrameModelError("features do not match the frame model: " + '; '.join(bad))

@@ -232,3 +232,13 @@ def test_live_refuses_other_inputs(model, tmp_path):
 def test_motion_model_at_another_frame_rate_is_refused(pm_model):
     with pytest.raises(L.LiveError, match='frame rate it was trained at'):
         L.OnlineClassifier(pm_model, 30.0, (640, 480))
+
+
+def test_predict_with_a_motion_model_at_another_frame_rate_says_why(pm_model, video, tmp_path, capsys):
+    "Offline the same: the 5 fps motion model on the 30 fps open field is refused with the reason before any extraction."
+    from mousebehav.cli import main
+    out = tmp_path/'eth.csv'
+    assert main(['predict', str(pm_model), str(video), '--out', str(out), '--features-dir', str(tmp_path/'f')]) == 2
+    err = capsys.readouterr().err
+    assert 'frame rate it was trained at' in err and 'Traceback' not in err and not out.exists()
+    assert not (tmp_path/'f').exists() or not list((tmp_path/'f').rglob('*.h5'))     # nothing extracted
