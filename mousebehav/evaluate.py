@@ -15,8 +15,8 @@ __all__ = ['DATASETS', 'DEFAULT_STRIDE', 'MODEL_KINDS', 'DEFAULT_MODEL', 'DEFAUL
            'write_json', 'bouts_path', 'write_ethogram', 'class_colours', 'plot_ethogram', 'crop_of',
            'default_features_dir', 'limit_rows', 'stride_dir', 'dataset_features', 'majority_rate',
            'classify_benchmark', 'torch_threads', 'results_table', 'load_any_model', 'is_frame_model',
-           'check_model_features', 'model_proba', 'PredictionWarning', 'predict_video', 'evaluate_model',
-           'skipped_lines', 'add_bench', 'add_cli']
+           'descriptor_width', 'check_model_features', 'model_proba', 'PredictionWarning', 'predict_video',
+           'evaluate_model', 'skipped_lines', 'add_bench', 'add_cli']
 
 # %% ../nbs/07_evaluate.ipynb #990ea18e
 import numpy as np
@@ -671,6 +671,15 @@ def is_frame_model(m) -> bool:
     "Whether the fitted model `m` is a frame model (`mousebehav.frame_model.FrameModel`) rather than an LSTM."
     return getattr(m, 'kind', None) == 'frames'
 
+def descriptor_width(backbone: str, fps: float) -> int|None:
+    """Columns of a posture, motion or combined posture/motion store of a video at `fps` frames per second (the motion
+    bands stop at its Nyquist frequency, `motion.motion_columns`); None for a backbone with any other part (a CNN)."""
+    from mousebehav.posture import POSTURE_COLUMNS
+    from mousebehav.motion import motion_columns
+    kinds = str(backbone).split('+')
+    if not set(kinds) <= {'posture', 'motion'}: return None
+    return sum(len(POSTURE_COLUMNS) if k == 'posture' else len(motion_columns(fps)) for k in kinds)
+
 def check_model_features(m, backbone: str, feature_dim: int, fps: float):
     "Raise (`FrameModelError` or `ModelMismatchError`) when features differ from `m`'s training features: inputs, width, frame rate."
     from mousebehav import lstm as L, frame_model as FM
@@ -703,12 +712,8 @@ def predict_video(model, video, crop=None, features_dir=None, threshold: float|N
     if crop is not None: crop.check(info.width, info.height, str(video))
     crop = None if crop is None else str(crop)
     stride = max(1, int(round(info.fps / tm.fps)))   # feature rows at the model's rate
-    kinds = str(tm.backbone).split('+')
-    if 'motion' in kinds and set(kinds) <= {'posture', 'motion'}:   # the width is known before extracting: check it first
-        from mousebehav.posture import POSTURE_COLUMNS
-        from mousebehav.motion import motion_columns
-        width = sum(len(POSTURE_COLUMNS) if k == 'posture' else len(motion_columns(info.fps)) for k in kinds)
-        check_model_features(tm, tm.backbone, width, info.fps / stride)
+    width = descriptor_width(tm.backbone, info.fps)
+    if width is not None: check_model_features(tm, tm.backbone, width, info.fps / stride)   # known before extracting: checked first
     fdir = stride_dir(features_dir or default_features_dir(tm.backbone), stride)
     fp = Path(ST.features_path(fdir, video, crop, keyed=True))
     fp = _cached_or_extract(fp, video, tm.backbone, crop, stride, progress=progress, **(extract_kw or {}))

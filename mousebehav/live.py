@@ -272,12 +272,8 @@ class OnlineClassifier:
         self.fm, self.fps, self.frame_size = fm, float(fps), tuple(int(v) for v in frame_size)
         self.stride = max(1, int(round(self.fps / fm.fps)))
         motion = 'motion' in self.kinds
-        dim = len(POSTURE_COLUMNS) + (len(M.motion_columns(self.fps)) if motion else 0)
-        if motion and dim != fm.feature_dim:
-            raise LiveError(f"this model has {fm.feature_dim - len(POSTURE_COLUMNS)} motion columns, a {self.fps:g} fps stream gives "
-                            f"{dim - len(POSTURE_COLUMNS)}: the motion bands depend on the video's frame rate (up to its Nyquist "
-                            f"frequency), so a posture+motion model runs on videos of the frame rate it was trained at")
-        E.check_model_features(fm, fm.backbone, dim, self.fps / self.stride)
+        try: E.check_model_features(fm, fm.backbone, E.descriptor_width(fm.backbone, self.fps), self.fps / self.stride)
+        except ValueError as e: raise LiveError(str(e)) from None   # e.g. motion bands of another frame rate
         if not (np.isfinite(temperature) and temperature > 0): raise LiveError(f"temperature must be > 0, got {temperature}")
         self.temperature, self.unsure = float(temperature), unsure
         self.seg = segmenter or S.Segmenter('imbs', fps=self.fps)
