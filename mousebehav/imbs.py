@@ -10,6 +10,7 @@ import math
 __all__ = ['BG', 'SHADOW', 'PERSIST', 'FG', 'IMBS_DEFAULTS', 'IMBSError', 'IMBS', 'postprocess']
 
 # %% ../nbs/03a_imbs.ipynb #e318a8ee
+import sys
 import cv2
 import numpy as np
 import numba
@@ -199,9 +200,14 @@ class IMBS:
         self.threads = threads
 
     def _nt(self):
-        "Set numba's thread count for the next kernel; returns the previous one."
+        """Set numba's thread count for the next kernel; returns the previous one. PyTorch's thread count is kept: numba's
+        OpenMP layer, started by the first kernel, sets the calling thread's OpenMP thread count to `NUMBA_NUM_THREADS`,
+        and PyTorch (same libgomp) reads that count — a CNN run after segmentation in the same thread would use more
+        threads than it was given (with the process pinned to fewer cores, each forward pass ~50× slower)."""
+        torch = sys.modules.get('torch'); keep = torch.get_num_threads() if torch is not None else None
         old = numba.get_num_threads()
         numba.set_num_threads(max(1, min(self.threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS)))
+        if keep is not None and torch.get_num_threads() != keep: torch.set_num_threads(keep)
         return old
 
     def config(self) -> dict: return dict(fps=self.fps, threads=self.threads, **self.params)

@@ -952,10 +952,11 @@ def bench_live(video=None, frames: int = 900, warmup: int = 300, inputs=('postur
                 oc = OnlineClassifier(fm, info.fps, (info.width, info.height), seg, body_area=None, body_s=5.0)
                 work = lambda f, i: oc.step(f, i)
             elif kind == 'motion':
-                mt = M.MotionTracker(info.fps)
+                mt = M.MotionTracker(info.fps, 'dis', M.auto_scale(info.width, info.height))   # as `OnlineClassifier`
+                om = OnlineMotion(info.fps, body_area=None, body_s=5.0)
                 def work(f, i):
                     r = seg.update(f); g = cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)
-                    return mt.update(g, r.mask if r.bbox[0] >= 0 else None)
+                    return om.update(*mt.update(g, r.mask if r.bbox[0] >= 0 else None))
             elif kind == 'cnn':
                 import torch
                 bb = F.load_backbone('efficientnet_lite0', device='cpu', progress=False)
