@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['USER_ERRORS', 'LiveError', 'Stabiliser', 'OnlinePosture', 'window_lag', 'OnlineWindows', 'OnlineMotion', 'LiveFrame',
-           'temperature_scale', 'OnlineClassifier', 'measure_body_area', 'classify_video', 'frames_table',
-           'open_source', 'paced', 'EthogramWriter', 'write_bouts', 'run_live', 'ece', 'fit_temperature',
-           'cross_fit_temperature', 'precision_coverage', 'unsure_threshold', 'frame_calibration', 'calibration_report',
-           'plot_calibration', 'read_ethogram', 'review_bouts', 'boris_events', 'write_boris', 'review_browser',
-           'write_nwb', 'read_nwb', 'LiveView', 'bench_live', 'add_cli', 'add_bench']
+__all__ = ['USER_ERRORS', 'LiveError', 'LiveWarning', 'Stabiliser', 'OnlinePosture', 'window_lag', 'OnlineWindows',
+           'OnlineMotion', 'LiveFrame', 'temperature_scale', 'OnlineClassifier', 'measure_body_area', 'classify_video',
+           'frames_table', 'open_source', 'paced', 'EthogramWriter', 'write_bouts', 'run_live', 'ece',
+           'fit_temperature', 'cross_fit_temperature', 'precision_coverage', 'unsure_threshold', 'frame_calibration',
+           'calibration_report', 'plot_calibration', 'read_ethogram', 'review_bouts', 'boris_events', 'write_boris',
+           'review_browser', 'write_nwb', 'read_nwb', 'LiveView', 'bench_live', 'add_cli', 'add_bench']
 
 # %% ../nbs/11_live.ipynb #cab54c41
 import cv2
@@ -31,6 +31,9 @@ from .evaluate import bouts, bouts_path, check_probabilities, stabilise
 # %% ../nbs/11_live.ipynb #02c6d2f6
 class LiveError(ValueError):
     "Bad input to live classification: a model it cannot run, a camera that cannot be opened, frames out of order."
+
+class LiveWarning(UserWarning):
+    "A doubtful live input: e.g. a body area measured at the start of a stream that the rest of the stream does not bear out."
 
 USER_ERRORS = (LiveError,)
 
@@ -59,14 +62,19 @@ class OnlinePosture:
     `body_area`: the mouse's median mask area in px (None: the median over the first `body_s` seconds of frames with a
     mouse; rows wait until then). `update(raw)` takes one `RAW_COLUMNS` row (NaN: no mouse) and returns the
     (index, (13,) float32 `POSTURE_COLUMNS` row) pairs that are now known, in order; `finish()` the rest (a column that
-    never had a valid value is 0, as offline)."""
+    never had a valid value is 0, as offline). A measured body area is checked against the median of the stream so far
+    every `body_s` seconds for the first `CHECK_BODY_S` seconds: when they differ by more than `BODY_DRIFT` (a ratio),
+    a `LiveWarning` says so once (the descriptors are scaled by the body area: the labels may be wrong)."""
+    CHECK_BODY_S = 600.0     # s: how long the measured body area is checked
+    BODY_DRIFT = 1.25        # largest ratio between the measured body area and the median so far before warning
     def __init__(self, fps: float, frame_size, body_area: float|None = None, body_s: float = 10.0):
         if not fps or fps <= 0: raise LiveError(f"fps must be > 0, got {fps}")
         if body_area is not None and not (np.isfinite(body_area) and body_area > 0): raise LiveError(f"body_area must be > 0 px, got {body_area}")
         self.fps, (self.w, self.h) = float(fps), frame_size
         self.ma = None if body_area is None else float(body_area)
         self.body_frames = max(1, int(round(body_s * self.fps)))
-        self.areas, self.raw_wait = [], []                  # only until the body area is known
+        self.areas, self.raw_wait = [], []                  # areas: until the body area is known, then while it is checked
+        self.checking = body_area is None; self.warned = False; self.n_in = 0; self.body_s = float(body_s)
         self.prev = None                                    # the previous raw row
         self.last = np.full(len(POSTURE_COLUMNS), np.nan)   # last valid value of each column
         self.queue = deque(); self.n = 0
@@ -101,14 +109,31 @@ class OnlinePosture:
     def update(self, raw) -> list:
         r = np.asarray(raw, np.float64)
         if r.shape != (len(RAW_COLUMNS),): raise LiveError(f"a raw measurement row has {len(RAW_COLUMNS)} values, got shape {r.shape}")
+        self.n_in += 1
         if self.ma is None:                                 # still measuring the body
             self.raw_wait.append(r)
             if np.isfinite(r[2]): self.areas.append(r[2])
             if len(self.raw_wait) < self.body_frames or not self.areas: return []
             self._set_body()
             return self._ready()
+        if self.checking: self._check_body(r[2])
         self._push(r)
         return self._ready()
+
+    def _check_body(self, area):
+        "The measured body area against the median of the stream so far (`LiveWarning` once when they differ)."
+        if np.isfinite(area): self.areas.append(area)
+        if self.n_in % self.body_frames: return
+        m = float(np.median(self.areas)); ratio = max(m, self.ma) / min(m, self.ma)
+        if ratio > self.BODY_DRIFT and not self.warned:
+            import warnings
+            self.warned = True
+            warnings.warn(LiveWarning(
+                f"the mouse's median mask area over the first {self.n_in / self.fps:.0f} s is {m:.0f} px, {ratio:.1f}× "
+                f"{'less' if m < self.ma else 'more'} than the {self.ma:.0f} px measured over the first {self.body_s:g} s, "
+                f"by which the posture descriptors are scaled: the labels may be wrong. Give the mouse's area with "
+                f"--body-area (e.g. {m:.0f}; `measure_body_area` of a recording of this setup)"), stacklevel=2)
+        if self.n_in >= self.CHECK_BODY_S * self.fps: self.checking = False; self.areas = []
 
     def _set_body(self):
         self.ma = float(np.median(self.areas)) if self.areas else 1.0
@@ -406,16 +431,16 @@ class OnlineClassifier:
         return self._answer((time.perf_counter() - t0) * 1e3)
 
 # %% ../nbs/11_live.ipynb #fa8f2a92
-def measure_body_area(video, crop=None, segmentation: str = 'imbs') -> float:
-    """The median mask area (px) of the mouse over every frame of `video` (or its `crop`) where one is found, as
-    `posture.posture_descriptors` takes it (frames with fewer than 10 mask pixels left out); the segmenter primed as
-    `predict` primes it. Raises `LiveError` when no frame has a mouse."""
+def measure_body_area(video, crop=None, segmentation: str = 'imbs', stop: int|None = None) -> float:
+    """The median mask area (px) of the mouse over every frame of `video` (or its `crop`; the first `stop` frames when
+    given) where one is found, as `posture.posture_descriptors` takes it (frames with fewer than 10 mask pixels left
+    out); the segmenter primed as `predict` primes it. Raises `LiveError` when no frame has a mouse."""
     from mousebehav import segment as S
     from mousebehav.video import iter_frames, probe, Crop
     info = probe(video); c = Crop.parse(crop)
     seg = S.Segmenter(segmentation, fps=info.fps or 30.0).prime_from_video(video, c)
     areas = []
-    for _, frame in iter_frames(video, crop=c):
+    for _, frame in iter_frames(video, crop=c, stop=stop):
         r = seg.update(frame)
         if r.bbox[0] >= 0:
             a = int(np.count_nonzero(r.mask))
@@ -427,12 +452,15 @@ def classify_video(model, video, crop=None, body_area: float|None = None, thresh
                    min_frames: int = 3, max_frames: int|None = None, **kw) -> tuple[pd.DataFrame, OnlineClassifier]:
     """Run `OnlineClassifier` over the frames of `video` (or its `crop`), the segmenter primed as `predict` primes it
     → (ethogram table `frame, time_s, label, p_<class>…, confidence, latency_ms, delay_s`, the classifier). Frame
-    times are the container's (`video.frame_times`). `max_frames`: stop after that many frames (then `finish`)."""
+    times are the container's (`video.frame_times`). `max_frames`: stop after that many frames (then `finish`).
+    `body_area` (px): None → measured first over the frames to be classified (`measure_body_area`), as `predict`
+    measures it, so that the answers are `predict`'s."""
     from mousebehav import segment as S
     from mousebehav.video import iter_frames, probe, frame_times, Crop
     info = probe(video); c = Crop.parse(crop)
     if c is not None: c.check(info.width, info.height, str(video))
     size = c.size if c is not None else (info.width, info.height)
+    if body_area is None: body_area = measure_body_area(video, c, stop=max_frames)
     seg = S.Segmenter('imbs', fps=info.fps or 30.0).prime_from_video(video, c)
     oc = OnlineClassifier(model, info.fps, size, seg, body_area=body_area, threshold=threshold, min_frames=min_frames, **kw)
     times = frame_times(video); got = []
@@ -538,10 +566,17 @@ def run_live(model, source, out, crop=None, realtime: bool = False, threshold: f
     """`live`: classify the frames of `source` (camera index or video, `open_source`) one at a time (`OnlineClassifier`;
     a file's segmenter primed as `predict` primes it), each answered frame appended to the CSV `out`
     (`EthogramWriter`); at the end, on Ctrl-C (SIGINT) or SIGTERM: the waiting frames answered, the bouts written to
-    `<stem>_bouts.csv` (and `nwb`, an NWB file, when given). Returns frames read, answered, dropped, latency p50/p99 (ms)."""
+    `<stem>_bouts.csv` (and `nwb`, an NWB file, when given). `body_area` (px): None → a file's measured first over the
+    frames to be classified, as `predict` measures it (`measure_body_area`); a camera's over its first 10 s (checked
+    later: `OnlinePosture`). Returns frames read, answered, dropped, latency p50/p99 (ms), the body area and where it
+    came from (`body_area_from`: 'given', 'file' or 'first 10 s')."""
     from mousebehav import segment as S
     frames, fps, size, video, close = open_source(source, crop)
     seg = S.Segmenter('imbs', fps=fps)
+    src = 'given' if body_area is not None else 'file' if video is not None else 'first 10 s'
+    if video is not None and body_area is None:
+        if progress: print(f"{video}: measuring the mouse's body area over the frames first, as predict does (--body-area skips this)", file=sys.stderr, flush=True)
+        body_area = measure_body_area(video, crop, stop=max_frames)
     if video is not None: seg.prime_from_video(video, crop)
     oc = OnlineClassifier(model, fps, size, seg, body_area=body_area, threshold=threshold, min_frames=min_frames,
                           temperature=temperature, unsure=unsure)
@@ -567,7 +602,7 @@ def run_live(model, source, out, crop=None, realtime: bool = False, threshold: f
     lat = np.array(lat)
     return dict(frames_read=n, answered=len(w.rows), dropped=stats['dropped'], stopped=stopped, out=str(out), bouts=str(b),
                 p50_ms=float(np.percentile(lat, 50)) if len(lat) else None, p99_ms=float(np.percentile(lat, 99)) if len(lat) else None,
-                delay_s=oc.delay_s)
+                delay_s=oc.delay_s, body_area=oc.posture.ma, body_area_from=src)
 
 # %% ../nbs/11_live.ipynb #f654c1da
 def ece(p, y, bins: int = 10, weights=None) -> float:
@@ -1002,7 +1037,7 @@ def _cmd_live(args) -> int:
     print(f"{args.source}: {r['frames_read']} frames analysed, {r['answered']} answered"
           + (f", {r['dropped']} dropped (the machine was too slow for the frame rate)" if args.realtime else '')
           + (' (stopped)' if r['stopped'] else '') + f"; lag {r['delay_s']:.1f} s; step latency p50 {r['p50_ms'] or 0:.1f} ms, "
-          f"p99 {r['p99_ms'] or 0:.1f} ms → {r['out']}, {r['bouts']}" + (f", {args.nwb}" if args.nwb else ''))
+          f"p99 {r['p99_ms'] or 0:.1f} ms; body area {r['body_area'] or 0:.0f} px ({r['body_area_from']}) → {r['out']}, {r['bouts']}" + (f", {args.nwb}" if args.nwb else ''))
     return 0
 
 def _cmd_review(args) -> int:
@@ -1037,7 +1072,7 @@ def add_cli(sub):
     p.add_argument('--crop', default=None, metavar='x0,y0,x1,y1', help='analyse only this box of the frame')
     p.add_argument('--threshold', type=float, default=None, help='stabilise: a new label needs this probability ...')
     p.add_argument('--min-frames', type=int, default=3, help='... for this many consecutive frames (default 3)')
-    p.add_argument('--body-area', type=float, default=None, metavar='PX', help="the mouse's median mask area (default: measured over the first 10 s)")
+    p.add_argument('--body-area', type=float, default=None, metavar='PX', help="the mouse's median mask area, by which the posture descriptors are scaled (default: a video file's measured over its frames first, as predict does; a camera's over its first 10 s)")
     p.add_argument('--temperature', type=float, default=1.0, help="calibration temperature: calibration.frames.temperature in bench classify's metrics.json (default 1: none)")
     p.add_argument('--unsure', type=float, default=None, metavar='P', help="label frames whose calibrated confidence is below P 'unsure' (calibration.frames.threshold in metrics.json)")
     p.add_argument('--max-frames', type=int, default=None, help='stop after N frames')

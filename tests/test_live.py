@@ -34,11 +34,11 @@ def video(data_dir):
 def both(model, video, tmp_path_factory):
     "(offline `predict_video` table, online table) of the whole video, stabilised with threshold 0.4 over 3 frames."
     off = E.predict_video(model, video, features_dir=tmp_path_factory.mktemp('vf'), threshold=0.4, min_frames=3, causal=True)
-    on, oc = L.classify_video(model, video, body_area=L.measure_body_area(video), threshold=0.4, min_frames=3)
+    on, oc = L.classify_video(model, video, threshold=0.4, min_frames=3)   # the body area measured first, as predict does
     return off, on, oc
 
 
-def test_online_equals_offline(both):
+def test_online_equals_offline(both, video):
     off, on, oc = both
     assert on.frame.tolist() == off.frame.tolist() == list(range(2330))
     assert on.label.tolist() == off.label.tolist()                  # exactly the same labels
@@ -47,6 +47,7 @@ def test_online_equals_offline(both):
     assert np.abs(P - Q).max() <= 1e-9                              # probabilities up to rounding (measured: 0)
     np.testing.assert_array_equal(on.time_s.values, off.time_s.values)
     assert oc.stride == 6 and oc.delay_rows == 40
+    assert oc.posture.ma == L.measure_body_area(video)
     assert (on.delay_s <= oc.delay_s + 1e-6).iloc[:-300].all()      # answered within the fixed lag while streaming
 
 
@@ -187,12 +188,14 @@ def test_frame_calibration_lowers_ece():
     assert len(fr['curve']['threshold']) == 41 and fr['curve']['coverage'][0] == 1.0
 
 
-def test_live_with_the_model_that_ships(video, tmp_path):
-    "Without MODEL, `live` uses the model that ships (as `predict` does): its classes, one row per frame."
+def test_live_with_the_model_that_ships(video, tmp_path, capsys):
+    "Without MODEL, `live` uses the model that ships (as `predict` does): its classes, one row per frame; a file's body area measured first."
     import json
     from mousebehav.cli import main
     out = tmp_path/'s.csv'
     assert main(['live', '--source', str(video), '--out', str(out), '--max-frames', '90', '--quiet']) == 0
+    ba = L.measure_body_area(video, stop=90)
+    assert f'body area {ba:.0f} px (file)' in capsys.readouterr().out
     card = json.loads(FM.card_path(FM.default_model_path()).read_text())
     df = pd.read_csv(out)
     assert df.frame.tolist() == list(range(90))
@@ -242,3 +245,17 @@ def test_predict_with_a_motion_model_at_another_frame_rate_says_why(pm_model, vi
     err = capsys.readouterr().err
     assert 'frame rate it was trained at' in err and 'Traceback' not in err and not out.exists()
     assert not (tmp_path/'f').exists() or not list((tmp_path/'f').rglob('*.h5'))     # nothing extracted
+
+
+def test_a_camera_body_area_that_the_stream_does_not_bear_out_warns(model, video):
+    "Measured over the first 10 s as a camera's would be, the open field's body area (the mask runs into the wall) is far from the rest's."
+    import warnings
+    from mousebehav import segment as SG
+    from mousebehav.video import iter_frames
+    oc = L.OnlineClassifier(model, 30.0, (640, 480), SG.Segmenter('imbs', fps=30.0).prime_from_video(video))
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always')
+        for i, f in iter_frames(video, stop=1200): oc.step(f, i)
+    msgs = [str(x.message) for x in w if issubclass(x.category, L.LiveWarning)]
+    assert len(msgs) == 1 and '--body-area' in msgs[0], msgs
+    assert oc.posture.ma > 1.25 * L.measure_body_area(video)       # … and rightly: the whole video's is far smaller
