@@ -93,7 +93,19 @@ def _report_md(res: dict, eth: dict, out: Path, cmd: str) -> str:
               f"`{eth['video']}` panel `{eth['crop']}` (true behaviour: {eth['behavior']} → {eth['true_class']}), "
               f"labelled frame by frame by the frame model trained on the other folds (the fold model of seed 0): {eth['agreement']:.1%} of its "
               f"{eth['frames']} frames get the true class. Files: `{eth['csv']}`, `{eth['bouts_csv']}`.", "",
-              "![ethogram](ethogram.png)", "", "## Segmentation", "", "![segmentation](segmentation.png)", "",
+              "![ethogram](ethogram.png)", ""]
+    c = res.get('calibration') or {}; f = c.get('frames') if c.get('headline') == 'frames' else c
+    if f and (out/'calibration.png').exists():
+        lines += ["## Confidence", "",
+                  f"How far the frame model's probabilities can be trusted ({'per frame' if f is not c else 'per sequence'}, "
+                  f"held-out folds): expected calibration error {f['ece_before']:.3f}, {f['ece_after']:.3f} after temperature "
+                  f"scaling (T = {f['temperature']:.3f}; the error of a perfectly calibrated model on this many frames: "
+                  f"{f['ece_floor']:.3f}). Labelling frames `unsure` below a calibrated confidence of {f['threshold']:.2f} "
+                  f"(chosen on the other folds for precision {f['target_precision']:.2f}) leaves {100 * f['unsure']:.0f} % of "
+                  f"the frames unsure and a precision of {f['precision']:.3f} on the rest. `mousebehav live` takes these as "
+                  f"`--temperature {f['temperature']:.3f} --unsure {f['threshold']:.2f}`.", "",
+                  "![calibration: reliability before and after, precision against coverage](calibration.png)", ""]
+    lines += ["## Segmentation", "", "![segmentation](segmentation.png)", "",
               "## Timings (s)", "", ', '.join(f"{k} {v:.1f}" for k, v in res['timings_s'].items()), "",
               f"Reproduce: `{cmd}`", ""]
     return '\n'.join(lines)

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['DATASETS', 'DEFAULT_STRIDE', 'MODEL_KINDS', 'DEFAULT_MODEL', 'DEFAULT_BACKBONE', 'DEFAULT_LSTM', 'USER_ERRORS',
-           'EvaluationError', 'check_probabilities', 'metrics', 'plot_confusion', 'cross_validate', 'pool_mean_std',
-           'LogRegModel', 'baseline_logreg', 'baseline_trees', 'lstm_fns', 'bouts', 'stabilise', 'ethogram_table',
-           'write_json', 'bouts_path', 'write_ethogram', 'class_colours', 'plot_ethogram', 'crop_of',
+__all__ = ['DATASETS', 'DEFAULT_STRIDE', 'MODEL_KINDS', 'DEFAULT_MODEL', 'DEFAULT_BACKBONE', 'DEFAULT_LSTM', 'LOW_CONFIDENCE',
+           'USER_ERRORS', 'EvaluationError', 'check_probabilities', 'metrics', 'plot_confusion', 'cross_validate',
+           'pool_mean_std', 'LogRegModel', 'baseline_logreg', 'baseline_trees', 'lstm_fns', 'bouts', 'stabilise',
+           'ethogram_table', 'write_json', 'bouts_path', 'write_ethogram', 'class_colours', 'plot_ethogram', 'crop_of',
            'default_features_dir', 'limit_rows', 'stride_dir', 'dataset_features', 'majority_rate',
            'classify_benchmark', 'torch_threads', 'results_table', 'load_any_model', 'is_frame_model',
            'descriptor_width', 'check_model_features', 'model_proba', 'PredictionWarning', 'predict_video',
@@ -691,7 +691,11 @@ def model_proba(m, seqs) -> np.ndarray:
     return (FM if is_frame_model(m) else L).predict_proba(m, seqs)
 
 class PredictionWarning(UserWarning):
-    "A doubtful prediction: a video in which the mouse was found in few frames."
+    "A doubtful prediction: a video in which the mouse was found in few frames, or of which the model is unsure."
+
+# median top probability below which `predict_video` warns that the model is unsure of the video: on the sample videos
+# that trained the shipped model 0.57-1.00 per video, on the DLC open field (filmed from above, unlike them) 0.32
+LOW_CONFIDENCE = 0.4
 
 def predict_video(model, video, crop=None, features_dir=None, threshold: float|None = None,
                   min_frames: int = 1, causal: bool = True, window: int|None = None,
@@ -703,7 +707,8 @@ def predict_video(model, video, crop=None, features_dir=None, threshold: float|N
     timestamps). With `threshold`, labels are stabilised (`stabilise(threshold, min_frames)`). Features are cached in
     `features_dir` under a name holding the video's content key, and reused only for the same content. A video in which
     no frame has a mouse raises `EvaluationError` (nothing to label); one with a mouse in under half of its frames
-    gives a `PredictionWarning`."""
+    gives a `PredictionWarning`, and so does one of which the model is unsure (median top probability of its rows
+    below `LOW_CONFIDENCE`: a video unlike the training videos, most often)."""
     from mousebehav import lstm as L, store as ST, frame_model as FM
     from mousebehav.video import probe, frame_times, Crop
     tm = load_any_model(model) if isinstance(model, (str, Path)) else model
@@ -722,7 +727,9 @@ def predict_video(model, video, crop=None, features_dir=None, threshold: float|N
     if feats.detected is not None and len(fi):
         found = float(np.mean(feats.detected))
         if found == 0: raise EvaluationError(f"{video}: no mouse was found in any of its {info.frame_count} frames, so there is "
-                                             f"nothing to label (look at `mousebehav segment {video.name} --report DIR`)")
+                                             f"nothing to label" + (" (the segmentation finds the mouse as what moves against a "
+                                             "background it learns over many frames: a video this short has none to learn)"
+                                             if info.frame_count < 10 else "") + f" (look at `mousebehav segment {video.name} --report DIR`)")
         if found < 0.5: warnings.warn(f"{video}: a mouse was found in only {found:.0%} of its frames; the frames without one "
                                       f"carry the descriptors of the last frame with one (look at `mousebehav segment --report`)",
                                       PredictionWarning, stacklevel=2)
@@ -732,6 +739,11 @@ def predict_video(model, video, crop=None, features_dir=None, threshold: float|N
                        L.predict_frames(tm, x, window=window), float)
     if len(fi) != len(probs): raise EvaluationError(f"{fp}: {len(fi)} frame numbers for {len(probs)} feature rows")
     check_probabilities(probs, f"{video.name}: the model's output", fi)
+    conf = float(np.median(probs.max(1))) if len(probs) else 1.0
+    if conf < LOW_CONFIDENCE:
+        warnings.warn(f"{video}: the model is unsure of most frames (median top probability {conf:.2f} over {probs.shape[1]} "
+                      f"classes): the video may be unlike the videos it was trained on (its model card says which); check "
+                      f"the labels against the video (`mousebehav review`) before using them", PredictionWarning, stacklevel=2)
     times = np.asarray(frame_times(video), float)
     if len(times) != info.frame_count:
         raise EvaluationError(f"{video}: {len(times)} frame times for {info.frame_count} frames")

@@ -903,7 +903,7 @@ def _plan(video, out, backbone, segmentation, crop, batch_size, device, weights,
         if not bad and have.get('complete'): return out
         if not overwrite:
             raise FeatureError(f"{out}: a feature store made with other settings exists ({'; '.join(bad)}); "
-                               f"delete it, choose another output folder, or pass overwrite=True")
+                               f"delete it or choose another output folder (from Python, overwrite=True replaces it)")
         out.unlink()
     rps = (info.fps or 30.0) / stride
     cycle = _model_cycle(segmentation, rps)

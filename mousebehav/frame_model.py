@@ -210,7 +210,7 @@ def fit_frames(train: SequenceSet, config: FrameModelConfig|None = None, columns
     D = dims.pop()
     if columns is not None and len(columns) != D: raise FrameModelError(f"{len(columns)} column names for {D} inputs per frame")
     y = np.asarray(train.y)
-    if len(set(y.tolist())) < 2: raise FrameModelError(f"fit_frames needs 2 classes in training, got {sorted({train.classes[i] for i in y})}")
+    if len(set(y.tolist())) < 2: raise FrameModelError(f"a frame model needs labelled bouts of at least 2 classes; the training bouts hold only {sorted({train.classes[i] for i in y})} (check the labels, --subject and --classes)")
     t0 = time.perf_counter()
     Xs, ys, ws = [], [], []
     for i, s in enumerate(train.sequences):

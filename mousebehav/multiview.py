@@ -792,7 +792,7 @@ def extract_3d(videos, cameras: list[Camera], out, sync=None, segmentation='imbs
         bad = _diff_settings(have, settings)
         if not bad and have.get('complete'): return out
         if not overwrite: raise SessionError(f"{out}: a store made with other settings exists ({'; '.join(bad)}); delete it, "
-                                             "choose another output, or pass overwrite=True")
+                                             "or choose another output (from Python, overwrite=True replaces it)")
         out.unlink()
     out.parent.mkdir(parents=True, exist_ok=True)
     cache = Path(cache_dir) if cache_dir is not None else out.with_name(f'.{out.stem}.segmentations')

@@ -33,4 +33,7 @@ def test_demo_quick_posture_writes_the_report(tmp_path, capsys):
     assert '`posture` (13-d)' in report and 'mean+std extra trees' in report and '--backbone posture' in report
     assert 'frame model (default)' in report and 'LSTM `paper`' in report and 'Majority-class rate' in report
     assert "LSTM `improved`" not in report and 'held-out panel' in report
+    assert '![calibration' in report and (out/'calibration.png').stat().st_size > 200
+    t = m['calibration']['frames']['temperature']
+    assert f'--temperature {t:.3f}' in report                        # the figures live takes, from metrics.json
     assert not list(out.glob('.*partial*'))

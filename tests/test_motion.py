@@ -153,6 +153,12 @@ def test_two_videos_with_one_name_are_not_combined(itch, tmp_path):
     p = extract_posture(a/'cam1.mp4', tmp_path/'p', crop=itch['crop'], stride=3, progress=False)
     m = extract_motion(b/'cam1.mp4', tmp_path/'m', crop=itch['crop'], stride=3, progress=False)
     with pytest.raises(MotionError, match='different videos'): combine_stores([p, m], tmp_path/'x.h5')
+    from mousebehav.posture import PostureError
+    with pytest.raises(PostureError) as e:                              # day 2's cam1 into the folder of day 1's
+        extract_posture(b/'cam1.mp4', tmp_path/'p', crop=itch['crop'], stride=3, progress=False)
+    msg = str(e.value)
+    assert "another video's descriptors" in msg and str(a/'cam1.mp4') in msg and 'segmentation_params' not in msg, msg
+    assert 'choose another output folder' in msg
     same = extract_motion(a/'cam1.mp4', tmp_path/'m2', crop=itch['crop'], stride=3, segmentation=itch['seg'], progress=False)
     assert load_features(same).attrs['video_fingerprint'] == load_features(itch['motion']).attrs['video_fingerprint']
 

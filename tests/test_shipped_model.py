@@ -36,7 +36,8 @@ def test_predict_without_a_model(tmp_path, capsys):
     video = fetch('bsoid-clips')/'group14_example_3.avi'; n = probe(video).frame_count
     out, fdir = tmp_path/'eth.csv', tmp_path/'f'
     assert main(['predict', str(video), '--out', str(out), '--features-dir', str(fdir)]) == 0
-    assert 'the one that ships with mousebehav' in capsys.readouterr().out
+    cap = capsys.readouterr()
+    assert 'the one that ships with mousebehav' in cap.out and 'unsure' not in cap.err   # a clip like those it learnt from
     e = pd.read_csv(out)
     assert list(e.columns) == ['frame', 'time_s', 'label'] + [f'p_{c}' for c in load_default_model().classes]
     assert e.frame.tolist() == list(range(n)) and np.allclose(e.filter(like='p_').sum(axis=1), 1, atol=1e-4)
@@ -53,3 +54,13 @@ def test_wheel_holds_the_model(tmp_path):
     names = zipfile.ZipFile(next(tmp_path.glob('mousebehav-*.whl'))).namelist()
     assert f'mousebehav/tables/models/{DEFAULT_MODEL_NAME}' in names
     assert f'mousebehav/tables/models/{card_path(DEFAULT_MODEL_NAME).name}' in names
+
+
+def test_predict_warns_when_the_model_is_unsure(tmp_path, capsys):
+    "The DLC open field is filmed from above, unlike the B-SOiD videos the shipped model learnt from: it says so."
+    video = fetch('dlc-openfield')/'m3v1mp4.mp4'
+    assert main(['predict', str(video), '--out', str(tmp_path/'e.csv'), '--features-dir', str(tmp_path/'f')]) == 0
+    err = capsys.readouterr().err
+    assert 'mousebehav: warning:' in err and 'unsure of most frames' in err and 'm3v1mp4.mp4' in err, err
+    e = pd.read_csv(tmp_path/'e.csv')
+    assert e.filter(like='p_').max(axis=1).median() < 0.4                  # … and it is
