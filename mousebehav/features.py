@@ -1113,6 +1113,12 @@ def _cmd_extract(args) -> int:
     for p in paths:
         F = load_features(p)
         print(f"{p}  {F.features.shape[0]} frames × {F.features.shape[1]} ({F.backbone}, {F.attrs['segmentation']})")
+        found = float(np.mean(F.detected)) if F.detected is not None and len(F.detected) and seg is not None else 1.0
+        if found < 0.5:
+            warnings.warn(f"{p}: a mouse was found in {'none' if found == 0 else f'only {found:.0%}'} of its {len(F.detected)} "
+                          f"rows (`detected`); rows without one describe no mouse — look at `mousebehav segment VIDEO --report DIR`"
+                          + (" (a video this short gives the background subtraction nothing to learn)" if len(F.detected) < 10 else ""),
+                          FeatureWarning, stacklevel=2)
     return 0
 
 def add_cli(sub):

@@ -1036,7 +1036,7 @@ def _cmd_live(args) -> int:
                  max_frames=args.max_frames, nwb=args.nwb, progress=not args.quiet)
     print(f"{args.source}: {r['frames_read']} frames analysed, {r['answered']} answered"
           + (f", {r['dropped']} dropped (the machine was too slow for the frame rate)" if args.realtime else '')
-          + (' (stopped)' if r['stopped'] else '') + f"; lag {r['delay_s']:.1f} s; step latency p50 {r['p50_ms'] or 0:.1f} ms, "
+          + (' (stopped)' if r['stopped'] else '') + f"; each label {r['delay_s']:.1f} s after its frame (the model's windows); step latency p50 {r['p50_ms'] or 0:.1f} ms, "
           f"p99 {r['p99_ms'] or 0:.1f} ms; body area {r['body_area'] or 0:.0f} px ({r['body_area_from']}) → {r['out']}, {r['bouts']}" + (f", {args.nwb}" if args.nwb else ''))
     return 0
 

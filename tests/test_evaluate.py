@@ -204,3 +204,6 @@ def test_predict_refuses_a_video_without_a_mouse(tmp_path, field_cases, capsys):
         err = capsys.readouterr().err
         assert 'no mouse was found in any of its' in err and Path(args[0]).name in err and 'Traceback' not in err
         assert not out.exists() and not (tmp_path/'eth_bouts.csv').exists()
+        assert main(['extract', *args, '--backbone', 'posture', '--out', str(tmp_path/'x'), '--quiet']) == 0   # a store, with a warning
+        err = capsys.readouterr().err
+        assert 'mousebehav: warning:' in err and 'a mouse was found in none of its' in err, err
