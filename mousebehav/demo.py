@@ -102,10 +102,15 @@ def _report_md(res: dict, eth: dict, out: Path, cmd: str) -> str:
                   f"scaling (T = {f['temperature']:.3f}; the error of a perfectly calibrated model on this many frames: "
                   f"{f['ece_floor']:.3f}). Labelling frames `unsure` below a calibrated confidence of {f['threshold']:.2f} "
                   f"(chosen on the other folds for precision {f['target_precision']:.2f}) leaves {100 * f['unsure']:.0f} % of "
-                  f"the frames unsure and a precision of {f['precision']:.3f} on the rest. `mousebehav live` takes these as "
-                  f"`--temperature {f['temperature']:.3f} --unsure {f['threshold']:.2f}`.", "",
+                  f"the frames unsure and a precision of {f['precision']:.3f} on the rest"
+                  + (" — most frames unsure: frame by frame, this model is not yet one to trust" if f['unsure'] > 0.5 else "")
+                  + f". These figures belong to the demo's model (not saved); for a model of your own, `mousebehav bench "
+                  f"classify` gives them and `mousebehav live MODEL --temperature T --unsure P` takes them (here they would be "
+                  f"`--temperature {f['temperature']:.3f} --unsure {f['threshold']:.2f}`).", "",
                   "![calibration: reliability before and after, precision against coverage](calibration.png)", ""]
-    lines += ["## Segmentation", "", "![segmentation](segmentation.png)", "",
+    lines += ["## Segmentation", "", "One frame from the middle of the first labelled panel of each class, with the box "
+              "around the mouse that the segmentation found (red): what the descriptors describe.", "",
+              "![segmentation](segmentation.png)", "",
               "## Timings (s)", "", ', '.join(f"{k} {v:.1f}" for k, v in res['timings_s'].items()), "",
               f"Reproduce: `{cmd}`", ""]
     return '\n'.join(lines)

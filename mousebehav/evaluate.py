@@ -693,6 +693,13 @@ def model_proba(m, seqs) -> np.ndarray:
 class PredictionWarning(UserWarning):
     "A doubtful prediction: a video in which the mouse was found in few frames, or of which the model is unsure."
 
+def _card_hint(model) -> str:
+    "' (its model card: PATH says which)' when the model file has a model card beside it, else ''."
+    from mousebehav.frame_model import card_path
+    try: c = card_path(model) if isinstance(model, (str, os.PathLike)) else None
+    except Exception: c = None
+    return f" (its model card, {c}, says which)" if c is not None and Path(c).exists() else ""
+
 # median top probability below which `predict_video` warns that the model is unsure of the video: on the sample videos
 # that trained the shipped model 0.57-1.00 per video, on the DLC open field (filmed from above, unlike them) 0.32
 LOW_CONFIDENCE = 0.4
@@ -729,9 +736,9 @@ def predict_video(model, video, crop=None, features_dir=None, threshold: float|N
         if found == 0: raise EvaluationError(f"{video}: no mouse was found in any of its {info.frame_count} frames, so there is "
                                              f"nothing to label" + (" (the segmentation finds the mouse as what moves against a "
                                              "background it learns over many frames: a video this short has none to learn)"
-                                             if info.frame_count < 10 else "") + f" (look at `mousebehav segment {video.name} --report DIR`)")
+                                             if info.frame_count < 10 else "") + f" (look at `mousebehav segment {video} --out seg.h5 --report DIR`)")
         if found < 0.5: warnings.warn(f"{video}: a mouse was found in only {found:.0%} of its frames; the frames without one "
-                                      f"carry the descriptors of the last frame with one (look at `mousebehav segment --report`)",
+                                      f"carry the descriptors of the last frame with one (look at `mousebehav segment {video} --out seg.h5 --report DIR`)",
                                       PredictionWarning, stacklevel=2)
     step = float(np.median(np.diff(fi))) if len(fi) > 1 else float(stride)
     check_model_features(tm, feats.backbone, x.shape[1], info.fps / step)
@@ -742,7 +749,7 @@ def predict_video(model, video, crop=None, features_dir=None, threshold: float|N
     conf = float(np.median(probs.max(1))) if len(probs) else 1.0
     if conf < LOW_CONFIDENCE:
         warnings.warn(f"{video}: the model is unsure of most frames (median top probability {conf:.2f} over {probs.shape[1]} "
-                      f"classes): the video may be unlike the videos it was trained on (its model card says which); check "
+                      f"classes): the video may be unlike the videos it was trained on{_card_hint(model)}; check "
                       f"the labels against the video (`mousebehav review`) before using them", PredictionWarning, stacklevel=2)
     times = np.asarray(frame_times(video), float)
     if len(times) != info.frame_count:

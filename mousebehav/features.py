@@ -1016,7 +1016,7 @@ def extract_many(videos, out_dir, backbone: str = 'efficientnet_lite0', segmenta
     jobs = _norm_jobs(videos, crop)
     outs = [features_path(out_dir, v, c) for v, c in jobs]
     dup = {str(o) for o in outs if outs.count(o) > 1}
-    if dup: raise FeatureError(f"two inputs would write the same store: {', '.join(sorted(dup))} (videos with the same file name)")
+    if dup: raise FeatureError(f"two inputs would write the same store: {', '.join(sorted(dup))} (videos with the same file name: extract each session's videos into their own output folder)")
     for v, _ in jobs:
         if not Path(v).exists(): raise FeatureError(f"{v}: no such video")
     if isinstance(segmentation, str) or segmentation is None: pass
@@ -1116,7 +1116,7 @@ def _cmd_extract(args) -> int:
         found = float(np.mean(F.detected)) if F.detected is not None and len(F.detected) and seg is not None else 1.0
         if found < 0.5:
             warnings.warn(f"{p}: a mouse was found in {'none' if found == 0 else f'only {found:.0%}'} of its {len(F.detected)} "
-                          f"rows (`detected`); rows without one describe no mouse — look at `mousebehav segment VIDEO --report DIR`"
+                          f"rows (`detected`); rows without one describe no mouse — look at `mousebehav segment VIDEO --out seg.h5 --report DIR`"
                           + (" (a video this short gives the background subtraction nothing to learn)" if len(F.detected) < 10 else ""),
                           FeatureWarning, stacklevel=2)
     return 0

@@ -424,7 +424,11 @@ class OnlineClassifier:
     def finish(self) -> list[LiveFrame]:
         "The end of the stream: every frame not answered yet, with windows cut short at the end (as offline)."
         t0 = time.perf_counter()
-        self._part_in('posture', self.posture.finish())
+        rows = self.posture.finish()
+        if self.last_index >= 0 and not np.isfinite(self.posture.last).any():
+            raise LiveError(f"no mouse was found in any of the {self.last_index + 1} frames, so there is nothing to label (look at "
+                            f"`mousebehav segment VIDEO --out seg.h5 --report DIR`)")
+        self._part_in('posture', rows)
         if self.motion is not None: self._part_in('motion', self.motion.finish())
         self._close_blocks(final=True)
         for k, W in self.windows.finish(): self.probs[k] = self._proba(W)
@@ -445,7 +449,8 @@ def measure_body_area(video, crop=None, segmentation: str = 'imbs', stop: int|No
         if r.bbox[0] >= 0:
             a = int(np.count_nonzero(r.mask))
             if a >= 10: areas.append(a)
-    if not areas: raise LiveError(f"{video}: no frame has a mouse; cannot measure its body area")
+    if not areas: raise LiveError(f"{video}: no mouse was found in any of its frames, so there is nothing to label and no body "
+                                  f"area to measure (look at `mousebehav segment {video} --out seg.h5 --report DIR`)")
     return float(np.median(areas))
 
 def classify_video(model, video, crop=None, body_area: float|None = None, threshold: float|None = None,
@@ -595,8 +600,19 @@ def run_live(model, source, out, crop=None, realtime: bool = False, threshold: f
                 if progress and n % 300 == 0: print(f"frame {i}: {len(w.rows)} answered, label {w.rows[-1].label if w.rows else '-'}", file=sys.stderr, flush=True)
         except (KeyboardInterrupt, _Stop): stopped = True
         for fr in oc.finish(): w.write(fr)
+    except BaseException:
+        w.close()
+        if not w.rows: Path(out).unlink(missing_ok=True)   # nothing answered: no CSV that looks like a result
+        raise
     finally:
         signal.signal(signal.SIGTERM, old); w.close(); close()
+    from mousebehav.evaluate import LOW_CONFIDENCE
+    conf = float(np.median([f.confidence for f in w.rows])) if w.rows else 1.0
+    if conf < LOW_CONFIDENCE:
+        import warnings
+        warnings.warn(LiveWarning(f"{source}: the model is unsure of most frames (median confidence {conf:.2f} over "
+                                  f"{len(oc.classes)} classes): the stream may be unlike the videos it was trained on; check the "
+                                  f"labels against the video (`mousebehav review`) before using them"), stacklevel=2)
     b = write_bouts(w.rows, oc.classes, fps, bouts_path(out))
     if nwb: write_nwb(w.rows, oc.classes, nwb, source=str(source))
     lat = np.array(lat)
@@ -1072,7 +1088,10 @@ def add_cli(sub):
     p.add_argument('--crop', default=None, metavar='x0,y0,x1,y1', help='analyse only this box of the frame')
     p.add_argument('--threshold', type=float, default=None, help='stabilise: a new label needs this probability ...')
     p.add_argument('--min-frames', type=int, default=3, help='... for this many consecutive frames (default 3)')
-    p.add_argument('--body-area', type=float, default=None, metavar='PX', help="the mouse's median mask area, by which the posture descriptors are scaled (default: a video file's measured over its frames first, as predict does; a camera's over its first 10 s)")
+    p.add_argument('--body-area', type=float, default=None, metavar='PX', help="the mouse's median mask area in px of the (cropped) frame, by which the posture descriptors are scaled "
+                   "(default: a video file's measured over its frames first, as predict does; a camera's over its first 10 s). "
+                   "Give it for a camera whose first 10 s do not show the mouse alone (not yet in view, or its mask taking in "
+                   "a wall: a warning says so later): the 'body area … px' that live prints for a recording of the same setup")
     p.add_argument('--temperature', type=float, default=1.0, help="calibration temperature: calibration.frames.temperature in bench classify's metrics.json (default 1: none)")
     p.add_argument('--unsure', type=float, default=None, metavar='P', help="label frames whose calibrated confidence is below P 'unsure' (calibration.frames.threshold in metrics.json)")
     p.add_argument('--max-frames', type=int, default=None, help='stop after N frames')

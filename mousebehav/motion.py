@@ -342,8 +342,8 @@ def _differences(have: dict, want: dict) -> list[str]:
     """The settings of `want` (a run) that an existing store `have` does not share (chunk settings only where the run has
     them); a store of other video content (another video of the same file name) says only that."""
     if 'video_fingerprint' in want and have.get('video_fingerprint') != want['video_fingerprint']:
-        return [f"it holds another video's descriptors ({have.get('video', 'a video')}: other content than {want.get('video', 'this video')}; "
-                f"stores are named by the video's file name without its extension)"]
+        return [f"holds the descriptors of another video with the same file name, {have.get('video', 'a video')} (stores are "
+                f"named by the video's file name without its extension)"]
     return [f"{k}: store has {have.get(k)!r}, this run {want[k]!r}" for k in _COMPARED if k in want and have.get(k) != want[k]]
 
 def _segmenter(segmentation, params, info, crop, shape, first: int|None = 0):
@@ -436,6 +436,8 @@ def _prepare(video, out, crop=None, stride: int = 1, segmentation='imbs', params
         except OSError as e: raise MotionError(f"{out}: exists but is not a readable store ({e}); delete it") from None
         bad = _differences(have, settings)
         if not bad and have.get('complete'): return out
+        if not overwrite and bad[0].startswith('holds the descriptors of another video'):
+            raise MotionError(f"{out} {bad[0]}: give each session's videos their own output folder (--out)")
         if not overwrite: raise MotionError(f"{out}: a store made with other settings exists ({'; '.join(bad)}); delete it, "
                                             f"or choose another output folder (from Python, overwrite=True replaces it)")
         out.unlink()

@@ -195,7 +195,9 @@ def test_live_with_the_model_that_ships(video, tmp_path, capsys):
     out = tmp_path/'s.csv'
     assert main(['live', '--source', str(video), '--out', str(out), '--max-frames', '90', '--quiet']) == 0
     ba = L.measure_body_area(video, stop=90)
-    assert f'body area {ba:.0f} px (file)' in capsys.readouterr().out
+    cap = capsys.readouterr()
+    assert f'body area {ba:.0f} px (file)' in cap.out
+    assert 'unsure of most frames' in cap.err                       # filmed from above: unlike the videos it learnt from
     card = json.loads(FM.card_path(FM.default_model_path()).read_text())
     df = pd.read_csv(out)
     assert df.frame.tolist() == list(range(90))
@@ -259,3 +261,15 @@ def test_a_camera_body_area_that_the_stream_does_not_bear_out_warns(model, video
     msgs = [str(x.message) for x in w if issubclass(x.category, L.LiveWarning)]
     assert len(msgs) == 1 and '--body-area' in msgs[0], msgs
     assert oc.posture.ma > 1.25 * L.measure_body_area(video)       # … and rightly: the whole video's is far smaller
+
+
+def test_a_stream_without_a_mouse_is_refused(field_cases, tmp_path, capsys):
+    "One frame (nothing to subtract a background from), body area given so that nothing stops it earlier: an error, no CSV."
+    from mousebehav.cli import main
+    out = tmp_path/'one.csv'
+    assert main(['live', '--source', str(field_cases/'one.avi'), '--out', str(out), '--body-area', '800', '--quiet']) == 2
+    err = capsys.readouterr().err
+    assert 'no mouse was found in any of the 1 frames' in err and 'Traceback' not in err, err
+    assert not out.exists() and not (tmp_path/'one_bouts.csv').exists()
+    assert main(['live', '--source', str(field_cases/'one.avi'), '--out', str(out), '--quiet']) == 2   # measured: the same
+    assert 'no mouse was found in any of its frames' in capsys.readouterr().err and not out.exists()

@@ -157,8 +157,8 @@ def test_two_videos_with_one_name_are_not_combined(itch, tmp_path):
     with pytest.raises(PostureError) as e:                              # day 2's cam1 into the folder of day 1's
         extract_posture(b/'cam1.mp4', tmp_path/'p', crop=itch['crop'], stride=3, progress=False)
     msg = str(e.value)
-    assert "another video's descriptors" in msg and str(a/'cam1.mp4') in msg and 'segmentation_params' not in msg, msg
-    assert 'choose another output folder' in msg
+    assert 'another video with the same file name' in msg and str(a/'cam1.mp4') in msg and 'segmentation_params' not in msg, msg
+    assert 'other settings' not in msg and 'their own output folder' in msg
     same = extract_motion(a/'cam1.mp4', tmp_path/'m2', crop=itch['crop'], stride=3, segmentation=itch['seg'], progress=False)
     assert load_features(same).attrs['video_fingerprint'] == load_features(itch['motion']).attrs['video_fingerprint']
 
