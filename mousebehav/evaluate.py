@@ -15,8 +15,8 @@ __all__ = ['DATASETS', 'DEFAULT_STRIDE', 'MODEL_KINDS', 'DEFAULT_MODEL', 'DEFAUL
            'ethogram_table', 'write_json', 'bouts_path', 'write_ethogram', 'class_colours', 'plot_ethogram', 'crop_of',
            'default_features_dir', 'limit_rows', 'stride_dir', 'dataset_features', 'majority_rate',
            'classify_benchmark', 'torch_threads', 'results_table', 'load_any_model', 'is_frame_model',
-           'descriptor_width', 'check_model_features', 'model_proba', 'PredictionWarning', 'predict_video',
-           'evaluate_model', 'skipped_lines', 'add_bench', 'add_cli']
+           'descriptor_width', 'check_model_features', 'model_proba', 'PredictionWarning', 'unsure_message',
+           'predict_video', 'evaluate_model', 'skipped_lines', 'add_bench', 'add_cli']
 
 # %% ../nbs/07_evaluate.ipynb #990ea18e
 import numpy as np
@@ -693,16 +693,20 @@ def model_proba(m, seqs) -> np.ndarray:
 class PredictionWarning(UserWarning):
     "A doubtful prediction: a video in which the mouse was found in few frames, or of which the model is unsure."
 
-def _card_hint(model) -> str:
-    "' (its model card: PATH says which)' when the model file has a model card beside it, else ''."
-    from mousebehav.frame_model import card_path
-    try: c = card_path(model) if isinstance(model, (str, os.PathLike)) else None
-    except Exception: c = None
-    return f" (its model card, {c}, says which)" if c is not None and Path(c).exists() else ""
-
-# median top probability below which `predict_video` warns that the model is unsure of the video: on the sample videos
-# that trained the shipped model 0.57-1.00 per video, on the DLC open field (filmed from above, unlike them) 0.32
+# median top probability below which `predict` and `live` warn that the model is unsure of the video: on the sample
+# videos that trained the shipped model 0.57-1.00 per video, on the DLC open field (filmed from above, unlike them) 0.32
 LOW_CONFIDENCE = 0.4
+
+def unsure_message(what, confidence: float, n_classes: int, model=None) -> str|None:
+    """The warning text when the median top probability `confidence` of a video or stream `what` is below
+    `LOW_CONFIDENCE` (None otherwise), naming the model card when `model` is a model file with one beside it."""
+    if confidence >= LOW_CONFIDENCE: return None
+    from mousebehav.frame_model import card_path
+    card = card_path(model) if isinstance(model, (str, os.PathLike)) else None
+    hint = f" (its model card, {card}, says which)" if card is not None and card.exists() else ""
+    return (f"{what}: the model is unsure of most frames (median top probability {confidence:.2f} over {n_classes} classes): "
+            f"the video may be unlike the videos it was trained on{hint}; check the labels against the video "
+            f"(`mousebehav review`) before using them")
 
 def predict_video(model, video, crop=None, features_dir=None, threshold: float|None = None,
                   min_frames: int = 1, causal: bool = True, window: int|None = None,
@@ -746,11 +750,8 @@ def predict_video(model, video, crop=None, features_dir=None, threshold: float|N
                        L.predict_frames(tm, x, window=window), float)
     if len(fi) != len(probs): raise EvaluationError(f"{fp}: {len(fi)} frame numbers for {len(probs)} feature rows")
     check_probabilities(probs, f"{video.name}: the model's output", fi)
-    conf = float(np.median(probs.max(1))) if len(probs) else 1.0
-    if conf < LOW_CONFIDENCE:
-        warnings.warn(f"{video}: the model is unsure of most frames (median top probability {conf:.2f} over {probs.shape[1]} "
-                      f"classes): the video may be unlike the videos it was trained on{_card_hint(model)}; check "
-                      f"the labels against the video (`mousebehav review`) before using them", PredictionWarning, stacklevel=2)
+    msg = unsure_message(video, float(np.median(probs.max(1))) if len(probs) else 1.0, probs.shape[1], model)
+    if msg: warnings.warn(msg, PredictionWarning, stacklevel=2)
     times = np.asarray(frame_times(video), float)
     if len(times) != info.frame_count:
         raise EvaluationError(f"{video}: {len(times)} frame times for {info.frame_count} frames")

@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_live.ipynb #03f9fc10
 from __future__ import annotations
-import csv, json, math, os, signal, sys, time
+import csv, json, math, os, signal, sys, time, warnings
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,7 +126,6 @@ class OnlinePosture:
         if self.n_in % self.body_frames: return
         m = float(np.median(self.areas)); ratio = max(m, self.ma) / min(m, self.ma)
         if ratio > self.BODY_DRIFT and not self.warned:
-            import warnings
             self.warned = True
             warnings.warn(LiveWarning(
                 f"the mouse's median mask area over the first {self.n_in / self.fps:.0f} s is {m:.0f} px, {ratio:.1f}× "
@@ -606,13 +605,9 @@ def run_live(model, source, out, crop=None, realtime: bool = False, threshold: f
         raise
     finally:
         signal.signal(signal.SIGTERM, old); w.close(); close()
-    from mousebehav.evaluate import LOW_CONFIDENCE
-    conf = float(np.median([f.confidence for f in w.rows])) if w.rows else 1.0
-    if conf < LOW_CONFIDENCE:
-        import warnings
-        warnings.warn(LiveWarning(f"{source}: the model is unsure of most frames (median confidence {conf:.2f} over "
-                                  f"{len(oc.classes)} classes): the stream may be unlike the videos it was trained on; check the "
-                                  f"labels against the video (`mousebehav review`) before using them"), stacklevel=2)
+    from mousebehav.evaluate import unsure_message
+    msg = unsure_message(source, float(np.median([f.confidence for f in w.rows])) if w.rows else 1.0, len(oc.classes), model)
+    if msg: warnings.warn(LiveWarning(msg), stacklevel=2)
     b = write_bouts(w.rows, oc.classes, fps, bouts_path(out))
     if nwb: write_nwb(w.rows, oc.classes, nwb, source=str(source))
     lat = np.array(lat)

@@ -22,8 +22,8 @@ import numpy as np
 
 # %% ../nbs/04b_motion.ipynb #23ff5964
 from .video import Crop, file_fingerprint, iter_frames, probe
-from .store import (append_checkpoint, features_path, load_features, open_checkpoint, partial_path,
-                              read_attrs, write_store)
+from .store import (append_checkpoint, features_path, load_features, open_checkpoint, other_video,
+                              partial_path, read_attrs, write_store)
 
 # %% ../nbs/04b_motion.ipynb #d19ae89a
 class MotionError(ValueError):
@@ -339,11 +339,7 @@ _COMPARED = ('backbone', 'columns', 'motion_params', 'segmentation', 'segmentati
              'video_fingerprint', 'video_frame_count', 'crop', 'stride', 'chunks', 'chunk_start', 'chunk_stop', 'chunk_lead')
 
 def _differences(have: dict, want: dict) -> list[str]:
-    """The settings of `want` (a run) that an existing store `have` does not share (chunk settings only where the run has
-    them); a store of other video content (another video of the same file name) says only that."""
-    if 'video_fingerprint' in want and have.get('video_fingerprint') != want['video_fingerprint']:
-        return [f"holds the descriptors of another video with the same file name, {have.get('video', 'a video')} (stores are "
-                f"named by the video's file name without its extension)"]
+    "The settings of `want` (a run) that an existing store `have` does not share (chunk settings only where the run has them)."
     return [f"{k}: store has {have.get(k)!r}, this run {want[k]!r}" for k in _COMPARED if k in want and have.get(k) != want[k]]
 
 def _segmenter(segmentation, params, info, crop, shape, first: int|None = 0):
@@ -434,10 +430,10 @@ def _prepare(video, out, crop=None, stride: int = 1, segmentation='imbs', params
     if out.exists():
         try: have = read_attrs(out)
         except OSError as e: raise MotionError(f"{out}: exists but is not a readable store ({e}); delete it") from None
+        other = other_video(have, settings)
+        if other and not overwrite: raise MotionError(f"{out} {other}: give each session's videos their own output folder (--out)")
         bad = _differences(have, settings)
         if not bad and have.get('complete'): return out
-        if not overwrite and bad[0].startswith('holds the descriptors of another video'):
-            raise MotionError(f"{out} {bad[0]}: give each session's videos their own output folder (--out)")
         if not overwrite: raise MotionError(f"{out}: a store made with other settings exists ({'; '.join(bad)}); delete it, "
                                             f"or choose another output folder (from Python, overwrite=True replaces it)")
         out.unlink()

@@ -19,7 +19,7 @@ import numpy as np
 
 # %% ../nbs/04a_posture.ipynb #cfb87d5f
 from .video import Crop, file_fingerprint, iter_frames, probe
-from .store import (append_checkpoint, features_path, open_checkpoint, partial_path, read_attrs,
+from .store import (append_checkpoint, features_path, open_checkpoint, other_video, partial_path, read_attrs,
                               write_store)
 
 # %% ../nbs/04a_posture.ipynb #c13d860e
@@ -126,11 +126,7 @@ _COMPARED = ('backbone', 'columns', 'segmentation', 'segmentation_params', 'vide
              'video_frame_count', 'crop', 'stride', 'chunks', 'chunk_start', 'chunk_stop', 'chunk_lead')
 
 def _differences(have: dict, want: dict) -> list[str]:
-    """The settings of `want` (a run) that an existing store `have` does not share (chunk settings only where the run has
-    them); a store of other video content (another video of the same file name) says only that."""
-    if 'video_fingerprint' in want and have.get('video_fingerprint') != want['video_fingerprint']:
-        return [f"holds the descriptors of another video with the same file name, {have.get('video', 'a video')} (stores are "
-                f"named by the video's file name without its extension)"]
+    "The settings of `want` (a run) that an existing store `have` does not share (chunk settings only where the run has them)."
     return [f"{k}: store has {have.get(k)!r}, this run {want[k]!r}" for k in _COMPARED if k in want and have.get(k) != want[k]]
 
 def _prime_at(seg, path, crop=None, first: int = 0):
@@ -221,10 +217,10 @@ def _prepare(video, out, crop=None, stride: int = 1, segmentation='imbs', params
     if out.exists():
         try: have = read_attrs(out)
         except OSError as e: raise PostureError(f"{out}: exists but is not a readable store ({e}); delete it") from None
+        other = other_video(have, settings)
+        if other and not overwrite: raise PostureError(f"{out} {other}: give each session's videos their own output folder (--out)")
         bad = _differences(have, settings)
         if not bad and have.get('complete'): return out
-        if not overwrite and bad[0].startswith('holds the descriptors of another video'):
-            raise PostureError(f"{out} {bad[0]}: give each session's videos their own output folder (--out)")
         if not overwrite: raise PostureError(f"{out}: a store made with other settings exists ({'; '.join(bad)}); delete it, "
                                              f"or choose another output folder (from Python, overwrite=True replaces it)")
         out.unlink()

@@ -10,8 +10,8 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['USER_ERRORS', 'FeatureError', 'StoreWarning', 'content_key', 'features_path', 'partial_path', 'Features', 'h5_attrs',
-           'nonfinite_rows', 'check_store', 'load_features', 'read_attrs', 'create_datasets', 'write_store',
-           'open_checkpoint', 'append_checkpoint']
+           'nonfinite_rows', 'check_store', 'load_features', 'read_attrs', 'other_video', 'create_datasets',
+           'write_store', 'open_checkpoint', 'append_checkpoint']
 
 # %% ../nbs/04_store.ipynb #5f3bb052
 import h5py
@@ -145,6 +145,16 @@ def load_features(path, allow_partial: bool = False) -> Features:
 def read_attrs(path) -> dict:
     "The attributes of the HDF5 file at `path` (`h5_attrs`)."
     with h5py.File(path, 'r') as f: return h5_attrs(f)
+
+# %% ../nbs/04_store.ipynb #0fa9610b
+def other_video(have: dict, want: dict) -> str|None:
+    """When an existing store's attributes `have` record other video content than a run's `want` (both with `video`, the
+    resolved path, and `video_fingerprint`): what it holds, as a sentence part — another video of the same file name,
+    or this file before it changed; None when the content is the same (or the run records none)."""
+    if 'video_fingerprint' not in want or have.get('video_fingerprint') == want['video_fingerprint']: return None
+    if have.get('video') == want.get('video'): return f"holds the descriptors of {want.get('video')} as it was before it changed"
+    return (f"holds the descriptors of another video with the same file name, {have.get('video', 'of unknown path')} (stores are "
+            f"named by the video's file name without its extension)")
 
 # %% ../nbs/04_store.ipynb #3a30c057
 def create_datasets(f, n: int, dim: int, dtype, chunk: int = 64):
